@@ -1,0 +1,204 @@
+"""One normalization of clickstream events, used by the stream worker and the batch datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+
+from clickstream.limits import (
+    MAX_ID_LENGTH,
+    MAX_IMPRESSION_IDS,
+    MAX_PROPERTIES_LENGTH,
+    MAX_RECOMMENDATION_ID_LENGTH,
+)
+from clickstream.mapping import EventMapping
+from clickstream.outcomes import Drop, DropReason, PersonalizeEvent
+from clickstream.raw import RawEvent, parse_timestamp
+
+#: Events dated before this (2000-01-01) are rejected as a bad timestamp.
+EARLIEST_TIMESTAMP = 946_684_800.0
+#: Events dated more than this after their arrival are rejected as a bad timestamp.
+MAX_CLOCK_SKEW_SECONDS = 86_400.0
+
+_CAMEL = {name: to_camel(name) for name in RawEvent.model_fields}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an event came from; gives events without a client id a deterministic one.
+
+    ``arrival_time`` (epoch seconds) is the fallback when the event carries no timestamp.
+    """
+
+    stream_id: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+    position: int = 0
+    arrival_time: float | None = None
+
+
+def stable_id(*parts: str) -> str:
+    """A 32-hex-character id derived from ``parts`` (same parts, same id, in every process)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16)
+    return digest.hexdigest()
+
+
+def collapsed_event_id(session_id: str, item_id: str, event_type: str) -> str:
+    """The eventId of an interaction collapsed from repeated events (rounds, bets)."""
+    return stable_id("collapsed", session_id, item_id, event_type)
+
+
+def normalize(data: Mapping[str, Any], source: Source, mapping: EventMapping) -> PersonalizeEvent | Drop:
+    """Turn one decoded raw event into a Personalize event or a :class:`Drop` with its reason.
+
+    Stateless: collapsing repeated events and dropping duplicates are :class:`Normalizer`'s job.
+    """
+    raw_type = data.get("event_type", data.get("eventType"))
+    if not isinstance(raw_type, str) or not raw_type.strip():
+        return Drop(DropReason.MISSING_EVENT_TYPE, "event_type is missing or not a string")
+    raw_type = raw_type.strip()
+    rule = mapping.interactions.get(raw_type)
+    if rule is None:
+        if raw_type in mapping.non_interactions:
+            return Drop(DropReason.NOT_AN_INTERACTION, raw_type)
+        return Drop(DropReason.UNKNOWN_EVENT_TYPE, raw_type[:64])
+    try:
+        event = RawEvent.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        return Drop(DropReason.INVALID_FIELD, problems)
+
+    if event.session_id is None:
+        return Drop(DropReason.MISSING_SESSION, "session_id is required by PutEvents")
+    if event.game_id is None:
+        return Drop(DropReason.MISSING_ITEM, f"{raw_type} needs a game_id")
+    for name in ("event_id", "player_id", "session_id", "game_id"):
+        value = getattr(event, name)
+        if value is not None and len(value) > MAX_ID_LENGTH:
+            return Drop(DropReason.TOO_LARGE, f"{name} is longer than {MAX_ID_LENGTH} characters")
+    if event.recommendation_id is not None and len(event.recommendation_id) > MAX_RECOMMENDATION_ID_LENGTH:
+        return Drop(DropReason.TOO_LARGE, f"recommendation_id exceeds {MAX_RECOMMENDATION_ID_LENGTH}")
+
+    try:
+        sent_at = parse_timestamp(event.timestamp)
+    except (ValueError, OverflowError) as exc:
+        return Drop(DropReason.BAD_TIMESTAMP, str(exc)[:120])
+    if sent_at is None:
+        if source.arrival_time is None:
+            return Drop(DropReason.BAD_TIMESTAMP, "no timestamp and no arrival time")
+        sent_at = source.arrival_time
+    latest = (source.arrival_time or sent_at) + MAX_CLOCK_SKEW_SECONDS
+    if not EARLIEST_TIMESTAMP <= sent_at <= latest:
+        return Drop(DropReason.BAD_TIMESTAMP, f"timestamp {sent_at:.0f} out of range")
+
+    impression: tuple[str, ...] | None = None
+    if event.impression:
+        ids = tuple(i for i in event.impression if i)
+        if any(len(i) > MAX_ID_LENGTH for i in ids):
+            return Drop(DropReason.TOO_LARGE, "an impression id is too long")
+        # Personalize accepts 25 impression ids: keep the first 25 shown.
+        impression = ids[:MAX_IMPRESSION_IDS] or None
+
+    event_value: float | None = None
+    if rule.value is not None:
+        raw_value = getattr(event, rule.value)
+        if raw_value is not None:
+            event_value = float(raw_value)
+            if not math.isfinite(event_value):
+                return Drop(DropReason.INVALID_FIELD, f"{rule.value} is not finite")
+
+    properties: str | None = None
+    if rule.properties:
+        props = {_CAMEL[f]: getattr(event, f) for f in rule.properties if getattr(event, f) is not None}
+        if props:
+            try:
+                properties = json.dumps(props, separators=(",", ":"), allow_nan=False)
+            except ValueError:
+                return Drop(DropReason.INVALID_FIELD, "a property is not a finite number")
+            if len(properties) > MAX_PROPERTIES_LENGTH:
+                return Drop(DropReason.TOO_LARGE, f"properties exceed {MAX_PROPERTIES_LENGTH} characters")
+
+    if rule.collapse:
+        event_id = collapsed_event_id(event.session_id, event.game_id, rule.event_type)
+    elif event.event_id is not None:
+        event_id = event.event_id
+    else:
+        event_id = stable_id(
+            source.stream_id, source.sequence_number, str(source.sub_sequence_number), str(source.position)
+        )
+
+    return PersonalizeEvent(
+        event_id=event_id,
+        event_type=rule.event_type,
+        session_id=event.session_id,
+        sent_at=sent_at,
+        user_id=event.player_id,
+        item_id=event.game_id,
+        event_value=event_value,
+        properties=properties,
+        recommendation_id=event.recommendation_id,
+        impression=impression,
+    )
+
+
+class _BoundedSet:
+    """Membership with least-recently-seen eviction beyond ``capacity`` keys."""
+
+    __slots__ = ("_capacity", "_keys")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; True if it was new."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class Normalizer:
+    """:func:`normalize` plus the stream's state: collapsing and duplicate suppression.
+
+    Collapsible interactions (rounds, bets) of a (session, game) after the first are dropped as
+    ``collapsed``; an eventId seen before is dropped as ``duplicate``. Both memories are bounded
+    (least recently seen keys are forgotten), so memory stays flat; a re-send after a restart
+    carries the same eventId and is ignored by Personalize's training.
+    """
+
+    def __init__(self, mapping: EventMapping, *, memory: int = 200_000) -> None:
+        self.mapping = mapping
+        self._seen = _BoundedSet(memory)
+
+    def normalize(self, data: Mapping[str, Any], source: Source) -> PersonalizeEvent | Drop:
+        outcome = normalize(data, source, self.mapping)
+        if isinstance(outcome, Drop):
+            return outcome
+        if not self._seen.add(outcome.event_id):
+            rule_collapses = self.mapping.interactions[
+                str(data.get("event_type", data.get("eventType"))).strip()
+            ].collapse
+            reason = DropReason.COLLAPSED if rule_collapses else DropReason.DUPLICATE
+            return Drop(reason, outcome.event_id)
+        return outcome
+
+    @property
+    def remembered(self) -> int:
+        return len(self._seen)

@@ -1,0 +1,270 @@
+"""One shard's pipeline: decode -> normalize -> batch -> send -> acknowledge -> track.
+
+The caller (the KCL record processor, or replay) hands records in with :meth:`ShardPipeline.accept`,
+applies backpressure with :meth:`wait_for_capacity`, checkpoints at ``tracker.safe_position``, and
+ends with :meth:`drain` or :meth:`abandon`. A background thread flushes lingering batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from clickstream.normalize import Normalizer, Source
+from clickstream.outcomes import Drop, DropReason
+from stream_worker.batcher import Batch, PendingEvent, RecordContext, SessionBatcher
+from stream_worker.dead_letter import DeadLetter, DeadLetterStore
+from stream_worker.decode import decode_record
+from stream_worker.errors import FatalConfigurationError
+from stream_worker.metrics import Telemetry
+from stream_worker.sender import PutEventsSender
+from stream_worker.tracker import SequencePosition, SequenceTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """A Kinesis record as the pipeline sees it (base64 already decoded)."""
+
+    data: bytes
+    sequence_number: str
+    sub_sequence_number: int = 0
+    partition_key: str = ""
+    #: Approximate arrival time, epoch seconds.
+    arrival_time: float | None = None
+    #: Where the record was first read (shard id, sequence number), when that is not this pipeline's
+    #: shard and ``sequence_number`` (replay of a capture): deterministic eventIds derive from it.
+    origin: tuple[str, str] | None = None
+
+
+SenderFactory = Callable[
+    [Callable[[Batch], None], Callable[[PendingEvent, str], None], Callable[[FatalConfigurationError], None]],
+    PutEventsSender,
+]
+
+
+class ShardPipeline:
+    """The delivery pipeline of one shard. ``accept`` and ``wait_for_capacity`` are single-caller."""
+
+    def __init__(
+        self,
+        shard_id: str,
+        normalizer: Normalizer,
+        sender_factory: SenderFactory,
+        dead_letters: DeadLetterStore,
+        telemetry: Telemetry,
+        *,
+        linger: float,
+        high_water: int,
+        on_fatal: Callable[[FatalConfigurationError], None],
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.shard_id = shard_id
+        self.tracker = SequenceTracker()
+        self.telemetry = telemetry
+        self._normalizer = normalizer
+        self._dead_letters = dead_letters
+        self._high_water = high_water
+        self._on_fatal_hook = on_fatal
+        self._wall = wall_clock
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._batcher = SessionBatcher(linger, clock)
+        self._linger = linger
+        self.fatal: FatalConfigurationError | None = None
+        self._closed = threading.Event()
+        self.sender = sender_factory(self._delivered, self._rejected, self._fatal)
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"linger-{shard_id}", daemon=True)
+        self._flusher.start()
+
+    # -- intake -------------------------------------------------------------------------------
+
+    def accept(self, records: Sequence[InputRecord]) -> None:
+        """Register every record, then decode, normalize and batch each one.
+
+        Registration comes first so that no record can be checkpointed past before it is known.
+        """
+        contexts = []
+        for record in records:
+            handle = self.tracker.register(
+                SequencePosition(int(record.sequence_number), record.sub_sequence_number)
+            )
+            contexts.append(
+                RecordContext(
+                    handle,
+                    self.shard_id,
+                    record.sequence_number,
+                    record.sub_sequence_number,
+                    record.partition_key,
+                    record.arrival_time,
+                )
+            )
+        self.telemetry.records_received(len(records))
+        full: list[Batch] = []
+        for record, context in zip(records, contexts, strict=True):
+            self._accept_one(record, context, full)
+        for batch in full:
+            self.sender.submit(batch)
+
+    def _accept_one(self, record: InputRecord, context: RecordContext, full: list[Batch]) -> None:
+        handle = context.handle
+        decoded = decode_record(record.data)
+        if isinstance(decoded, Drop):
+            self._dead_letter(context, decoded, record.data, None)
+            self.tracker.seal(handle)
+            return
+        self.telemetry.events_received(len(decoded))
+        tracker = self.tracker
+        with self._lock:
+            for item in decoded:
+                if item.data is None:
+                    assert item.failure is not None
+                    self._dead_letter(context, item.failure, item.raw, item.position)
+                    continue
+                stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
+                source = Source(
+                    stream_id,
+                    sequence,
+                    record.sub_sequence_number,
+                    item.position,
+                    record.arrival_time,
+                )
+                outcome = self._normalizer.normalize(item.data, source)
+                if isinstance(outcome, Drop):
+                    if outcome.reason.is_bad_input:
+                        self._dead_letter(context, outcome, item.raw, item.position)
+                    else:
+                        self.telemetry.dropped(outcome.reason)
+                    continue
+                tracker.add_units(handle)
+                batch = self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
+                if batch is not None:
+                    full.append(batch)
+        tracker.seal(handle)
+
+    def _dead_letter(
+        self,
+        context: RecordContext,
+        drop: Drop,
+        data: bytes,
+        position: int | None,
+        event: str | None = None,
+        *,
+        counted: bool = False,
+    ) -> None:
+        """Write a dead letter; its unit finishes only once the store confirms the write."""
+        if not counted:
+            self.tracker.add_units(context.handle)
+        entry = DeadLetter(
+            reason=drop.reason.value,
+            detail=drop.detail,
+            shard_id=context.shard_id,
+            sequence_number=context.sequence_number,
+            sub_sequence_number=context.sub_sequence_number,
+            partition_key=context.partition_key,
+            data=data,
+            time=self._wall(),
+            position=position,
+            event=event,
+        )
+        handle = context.handle
+
+        def written() -> None:
+            self.telemetry.dead_lettered(drop.reason.value)
+            self.tracker.finish(handle)
+
+        self._dead_letters.write(entry, written)
+
+    # -- acknowledgements (sender threads) ------------------------------------------------------
+
+    def _delivered(self, batch: Batch) -> None:
+        now = self._wall()
+        for item in batch:
+            arrival = item.record.arrival_time
+            self.telemetry.delivered_delay(
+                now - item.event.sent_at, None if arrival is None else now - arrival
+            )
+            self.tracker.finish(item.record.handle)
+
+    def _rejected(self, item: PendingEvent, message: str) -> None:
+        drop = Drop(DropReason.REJECTED, message[:500])
+        self._dead_letter(item.record, drop, item.raw, item.position, item.event.to_json(), counted=True)
+
+    def _fatal(self, error: FatalConfigurationError) -> None:
+        self.fatal = error
+        with self.tracker.changed:
+            self.tracker.changed.notify_all()
+        self._on_fatal_hook(error)
+
+    # -- lingering batches ----------------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        tick = min(0.05, self._linger / 4)
+        while not self._closed.wait(tick):
+            self.flush_due()
+            self.telemetry.in_flight_set(self.tracker.pending_units)
+            limiter = self.sender.limiter
+            self.telemetry.limits(limiter.limit, limiter.rate)
+
+    def flush_due(self) -> None:
+        """Hand on the groups that have lingered long enough."""
+        with self._lock:
+            batches = self._batcher.due()
+        for batch in batches:
+            self.sender.submit(batch)
+
+    # -- flow control and the end ---------------------------------------------------------------
+
+    def wait_for_capacity(self, on_wait: Callable[[], None] | None = None) -> float:
+        """Block while more than ``high_water`` units are unfinished (backpressure).
+
+        Waits until the count drops to three quarters of the mark; calls ``on_wait`` about twice a
+        second meanwhile (the processor checkpoints there). Returns the seconds waited. Returns
+        early on a fatal error.
+        """
+        tracker = self.tracker
+        if tracker.pending_units <= self._high_water:
+            return 0.0
+        started = self._clock()
+        resume_at = self._high_water * 3 // 4
+        while tracker.pending_units > resume_at and self.fatal is None:
+            tracker.wait(0.5)
+            if on_wait is not None:
+                on_wait()
+        waited = self._clock() - started
+        self.telemetry.backpressure_wait(waited)
+        return waited
+
+    def drain(self, timeout: float | None) -> bool:
+        """Send everything held and wait until every record is done; False on timeout or fatal."""
+        with self._lock:
+            batches = self._batcher.drain()
+        for batch in batches:
+            self.sender.submit(batch)
+        self._dead_letters.flush()
+        deadline = None if timeout is None else self._clock() + timeout
+        tracker = self.tracker
+        while not tracker.all_done():
+            if self.fatal is not None or self.sender.stopped:
+                return False
+            remaining = 0.5 if deadline is None else min(0.5, deadline - self._clock())
+            if remaining <= 0:
+                return False
+            tracker.wait(remaining)
+        return True
+
+    def abandon(self) -> None:
+        """Stop sending; whatever is unfinished stays unacknowledged (and uncheckpointed)."""
+        self.sender.stop()
+
+    def close(self) -> None:
+        """Stop the flusher and the sender's threads, and close the dead-letter store."""
+        self._closed.set()
+        self._flusher.join(timeout=5)
+        self.sender.close()
+        self._dead_letters.close()
