@@ -14,9 +14,7 @@ from clickstream.limits import MAX_EVENT_TYPE_LENGTH, PROPERTY_KEY_PATTERN, RESE
 DEFAULT_MAPPING_PATH = Path(__file__).with_name("default_mapping.yaml")
 
 #: Raw fields that may be copied into an event's ``properties``.
-PropertyField = Literal[
-    "platform", "country", "currency", "stake", "win", "duration_ms", "position", "lobby_section"
-]
+PropertyField = Literal["platform", "country", "currency", "stake", "win", "duration_ms", "position", "lobby_section"]
 #: Raw fields that may become an event's ``eventValue``.
 ValueField = Literal["stake", "win", "duration_ms", "position"]
 

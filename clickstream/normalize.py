@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from clickstream.raw import RawEvent, parse_timestamp
 
 #: Events dated before this (2000-01-01) are rejected as a bad timestamp.
 EARLIEST_TIMESTAMP = 946_684_800.0
-#: Events dated more than this after their arrival are rejected as a bad timestamp.
+#: Events dated more than this after their arrival (or, without one, now) are a bad timestamp.
 MAX_CLOCK_SKEW_SECONDS = 86_400.0
 
 _CAMEL = {name: to_camel(name) for name in RawEvent.model_fields}
@@ -95,7 +96,8 @@ def normalize(data: Mapping[str, Any], source: Source, mapping: EventMapping) ->
         if source.arrival_time is None:
             return Drop(DropReason.BAD_TIMESTAMP, "no timestamp and no arrival time")
         sent_at = source.arrival_time
-    latest = (source.arrival_time or sent_at) + MAX_CLOCK_SKEW_SECONDS
+    reference = source.arrival_time if source.arrival_time is not None else time.time()
+    latest = reference + MAX_CLOCK_SKEW_SECONDS
     if not EARLIEST_TIMESTAMP <= sent_at <= latest:
         return Drop(DropReason.BAD_TIMESTAMP, f"timestamp {sent_at:.0f} out of range")
 

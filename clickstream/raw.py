@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import AliasChoices, AliasGenerator, BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -38,7 +37,8 @@ class RawEvent(BaseModel):
     player_id: str | None = None
     session_id: str | None = None
     game_id: str | None = None
-    timestamp: str | float | None = None
+    #: Kept loose here so that a wrong kind (a boolean, say) is reported as a bad timestamp.
+    timestamp: str | float | bool | None = None
     platform: str | None = None
     country: str | None = None
     currency: str | None = None
@@ -50,20 +50,13 @@ class RawEvent(BaseModel):
     recommendation_id: str | None = None
     impression: list[str] | None = None
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _timestamp_kind(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("timestamp must be an ISO-8601 string or an epoch number")
-        return value
-
-    @field_validator("event_id", "player_id", "session_id", "game_id", mode="after")
+    @field_validator("event_id", "player_id", "session_id", "game_id", "recommendation_id", mode="after")
     @classmethod
     def _empty_is_absent(cls, value: str | None) -> str | None:
         return value or None
 
 
-def parse_timestamp(value: str | float | None) -> float | None:
+def parse_timestamp(value: str | float | bool | None) -> float | None:
     """Epoch seconds for an ISO-8601 string or an epoch seconds/milliseconds number.
 
     Returns None when ``value`` is None; raises ValueError when it cannot be read.
@@ -71,6 +64,8 @@ def parse_timestamp(value: str | float | None) -> float | None:
     """
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be an ISO-8601 string or an epoch number, not a boolean")
     if isinstance(value, str):
         text = value.strip()
         try:

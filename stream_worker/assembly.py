@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from clickstream.mapping import EventMapping
 from clickstream.normalize import Normalizer
 from stream_worker import aws
-from stream_worker.batcher import Batch, PendingEvent
+from stream_worker.batcher import Batch, PendingEvent, SessionBatcher
 from stream_worker.dead_letter import open_dead_letter_store
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.limiter import AdaptiveLimiter
@@ -59,6 +59,7 @@ def build_pipeline(
     telemetry.limits(limiter.limit, limiter.rate)
 
     def make_sender(
+        batches: SessionBatcher,
         on_delivered: Callable[[Batch], None],
         on_rejected: Callable[[PendingEvent, str], None],
         fatal: Callable[[FatalConfigurationError], None],
@@ -66,9 +67,10 @@ def build_pipeline(
         return PutEventsSender(
             events_client,
             tracking_id,
-            limiter,
-            backoff,
-            telemetry,
+            batches,
+            limiter=limiter,
+            backoff=backoff,
+            telemetry=telemetry,
             on_delivered=on_delivered,
             on_rejected=on_rejected,
             on_fatal=fatal,

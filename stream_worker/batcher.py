@@ -1,12 +1,16 @@
 """Step 3: group events by (userId, sessionId) into PutEvents batches of at most 10.
 
-A group is handed on when it is full or when it has lingered ``linger`` seconds since its first
-event. PutEvents takes one userId and one sessionId per call, so these groups are the only legal
-batches.
+A group becomes ready when it is full, or once it has lingered ``linger`` seconds since its first
+event. A lingering group stays open for more events until the sender actually takes it: when
+Personalize is slow or rate-limited, groups keep filling while they wait, so calls carry more
+events exactly when calls are scarce. PutEvents takes one userId and one sessionId per call, so
+these groups are the only legal batches. Thread-safe.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,59 +57,109 @@ class _Group:
 
 
 class SessionBatcher:
-    """Open groups by (userId, sessionId); not thread-safe (the pipeline holds a lock around it)."""
+    """Open groups by (userId, sessionId), and the full batches waiting to be taken."""
 
-    def __init__(
-        self, linger: float, clock: Callable[[], float], max_events: int = MAX_EVENTS_PER_CALL
-    ) -> None:
+    def __init__(self, linger: float, clock: Callable[[], float], max_events: int = MAX_EVENTS_PER_CALL) -> None:
         if not 1 <= max_events <= MAX_EVENTS_PER_CALL:
             raise ValueError(f"max_events must be 1..{MAX_EVENTS_PER_CALL}")
         self._linger = linger
         self._clock = clock
         self._max = max_events
         self._groups: dict[tuple[str | None, str], _Group] = {}
+        self._full: deque[Batch] = deque()
         self._held = 0
+        self._flush_all = False
+        self._cond = threading.Condition()
 
-    def add(self, item: PendingEvent) -> Batch | None:
-        """Hold ``item``; returns its group as a batch when that group is now full."""
+    def add(self, item: PendingEvent) -> None:
+        """Hold ``item`` in its session's group."""
         key = item.group_key
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group(self._clock())
-        group.events.append(item)
-        self._held += 1
-        if len(group.events) >= self._max:
-            del self._groups[key]
-            self._held -= len(group.events)
-            return group.events
-        return None
+        with self._cond:
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group(self._clock())
+                if len(self._groups) == 1:
+                    self._cond.notify()
+            group.events.append(item)
+            self._held += 1
+            if len(group.events) >= self._max:
+                del self._groups[key]
+                self._full.append(group.events)
+                self._cond.notify()
 
-    def due(self) -> list[Batch]:
-        """Remove and return the groups that have lingered long enough (oldest first)."""
-        deadline = self._clock() - self._linger
-        batches: list[Batch] = []
-        for group in self._groups.values():
-            if group.opened > deadline:
-                break
-            batches.append(group.events)
-        for batch in batches:
+    def _ready_locked(self) -> bool:
+        if self._full:
+            return True
+        first = next(iter(self._groups.values()), None)
+        return first is not None and (self._flush_all or first.opened + self._linger <= self._clock())
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until a batch is ready to be taken; True if one is.
+
+        A ready batch stays ready (it can only grow) until someone takes it.
+        """
+        with self._cond:
+            deadline = self._clock() + timeout
+            while not self._ready_locked():
+                wait = deadline - self._clock()
+                if wait <= 0:
+                    return False
+                due = self._next_due_locked()
+                self._cond.wait(wait if due is None else min(wait, max(due, 0.001)))
+            return True
+
+    def _take_locked(self) -> Batch | None:
+        if self._full:
+            batch = self._full.popleft()
+        else:
+            first = next(iter(self._groups.values()), None)
+            if first is None or (not self._flush_all and first.opened + self._linger > self._clock()):
+                return None
+            batch = first.events
             del self._groups[batch[0].group_key]
-            self._held -= len(batch)
-        return batches
+        self._held -= len(batch)
+        return batch
+
+    def take(self, timeout: float | None = None) -> Batch | None:
+        """The next ready batch (full groups first, then the oldest lingered group), waiting up
+        to ``timeout`` seconds for one; None if none became ready."""
+        with self._cond:
+            batch = self._take_locked()
+            if batch is not None or (timeout is not None and timeout <= 0):
+                return batch
+            deadline = None if timeout is None else self._clock() + timeout
+            while batch is None:
+                wait = 0.25 if deadline is None else deadline - self._clock()
+                if wait <= 0:
+                    return None
+                due = self._next_due_locked()
+                self._cond.wait(wait if due is None else min(wait, max(due, 0.001)))
+                batch = self._take_locked()
+            return batch
+
+    def _next_due_locked(self) -> float | None:
+        first = next(iter(self._groups.values()), None)
+        if first is None:
+            return None
+        return 0.0 if self._flush_all else first.opened + self._linger - self._clock()
 
     def next_due_in(self) -> float | None:
-        """Seconds until the oldest group is due (None when nothing is held)."""
-        for group in self._groups.values():
-            return max(0.0, group.opened + self._linger - self._clock())
-        return None
+        """Seconds until the oldest open group is ready (None when no group is open)."""
+        with self._cond:
+            due = self._next_due_locked()
+        return None if due is None else max(0.0, due)
 
-    def drain(self) -> list[Batch]:
-        """Remove and return every group, full or not."""
-        batches = [group.events for group in self._groups.values()]
-        self._groups.clear()
-        self._held = 0
-        return batches
+    def flush_all(self) -> None:
+        """From now on every group is ready at once, full or not (drain)."""
+        with self._cond:
+            self._flush_all = True
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     def __len__(self) -> int:
-        """Events held."""
-        return self._held
+        """Events held (open groups and full batches not yet taken)."""
+        with self._cond:
+            return self._held

@@ -20,9 +20,7 @@ log = logging.getLogger(__name__)
 class Checkpointer(Protocol):
     """What amazon_kclpy's checkpointer offers (raises on failure; the error's ``value`` names it)."""
 
-    def checkpoint(
-        self, sequence_number: str | None = None, sub_sequence_number: int | None = None
-    ) -> None: ...
+    def checkpoint(self, sequence_number: str | None = None, sub_sequence_number: int | None = None) -> None: ...
 
 
 class LeaseLostError(Exception):

@@ -23,9 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser(
-        "process", help="the KCL record processor (run by the MultiLangDaemon; speaks on stdin/stdout)"
-    )
+    commands.add_parser("process", help="the KCL record processor (run by the MultiLangDaemon; speaks on stdin/stdout)")
 
     replay = commands.add_parser("replay", help="push a captured clickstream file through the pipeline")
     replay.add_argument("file", type=Path, help="JSON lines or a Kinesis records capture, optionally gzip")

@@ -58,9 +58,7 @@ def decode_record(data: bytes) -> list[DecodedEvent] | Drop:
             events.append(DecodedEvent(position, line, failure=Drop(DropReason.INVALID_UTF8, str(exc)[:200])))
             continue
         except ValueError as exc:
-            events.append(
-                DecodedEvent(position, line, failure=Drop(DropReason.MALFORMED_JSON, str(exc)[:200]))
-            )
+            events.append(DecodedEvent(position, line, failure=Drop(DropReason.MALFORMED_JSON, str(exc)[:200])))
             continue
         if not isinstance(parsed, dict):
             failure = Drop(DropReason.NOT_AN_OBJECT, f"a JSON {type(parsed).__name__}, not an object")

@@ -4,7 +4,10 @@ Concurrency grows by one per window of successful calls (additive increase) and 
 throttling (multiplicative decrease). The first throttle also switches on a call-rate limit taken
 from the rate actually achieved, which then grows a few percent a second and shrinks on each
 throttle: with a quota of Q calls/s the worker settles just under Q instead of bouncing off it.
-Decreases are spaced by ``cooldown`` so that one burst of throttles counts once. Thread-safe.
+The rate limit grows by at least one call/s per second and is lifted altogether after
+``rate_ttl`` seconds without a throttle, so a stray throttle at low traffic cannot pin the
+worker to a crawl. Decreases are spaced by ``cooldown`` so that one burst of throttles counts
+once. Thread-safe.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class AdaptiveLimiter:
         rate_growth_per_second: float = 0.03,
         min_rate: float = 1.0,
         cooldown: float = 0.5,
+        rate_ttl: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= minimum <= initial <= maximum:
@@ -42,6 +46,7 @@ class AdaptiveLimiter:
         self._growth = rate_growth_per_second
         self._min_rate = min_rate
         self._cooldown = cooldown
+        self._rate_ttl = rate_ttl
         self._clock = clock
         self._in_use = 0
         self._rate: float | None = None
@@ -70,6 +75,8 @@ class AdaptiveLimiter:
                     return False
                 if self._in_use < int(self._limit):
                     now = self._clock()
+                    if self._rate is not None and now - self._last_decrease > self._rate_ttl:
+                        self._rate = None
                     if self._rate is None or now >= self._next_slot:
                         if self._rate is not None:
                             self._next_slot = max(self._next_slot, now - 0.05) + 1.0 / self._rate
@@ -90,7 +97,8 @@ class AdaptiveLimiter:
             elif succeeded:
                 self._limit = min(self._max, self._limit + 1.0 / self._limit)
                 if self._rate is not None:
-                    self._rate += self._growth * self._rate / max(self._rate, 1.0)
+                    # ~rate successes a second: grow by max(growth * rate, 1) calls/s per second
+                    self._rate += max(self._growth * self._rate, 1.0) / max(self._rate, 1.0)
             self._lock.notify_all()
 
     def _observed_rate(self, now: float) -> float:

@@ -45,21 +45,15 @@ class WorkerMetrics:
         self.dead_letters = counter(
             "stream_worker_dead_letters_total", "Entries written to the dead-letter store", ("reason",)
         )
-        self.calls = counter(
-            "stream_worker_put_events_calls_total", "PutEvents calls by outcome", ("outcome",)
-        )
+        self.calls = counter("stream_worker_put_events_calls_total", "PutEvents calls by outcome", ("outcome",))
         self.throttles = counter("stream_worker_throttles_total", "PutEvents calls throttled")
         self.retries = counter("stream_worker_retries_total", "PutEvents calls retried after a failure")
-        self.checkpoints = counter(
-            "stream_worker_checkpoints_total", "Checkpoint attempts by outcome", ("outcome",)
-        )
+        self.checkpoints = counter("stream_worker_checkpoints_total", "Checkpoint attempts by outcome", ("outcome",))
         self.backpressure = counter(
             "stream_worker_backpressure_wait_seconds_total",
             "Time process_records waited for in-flight events to drain",
         )
-        self.fatal = counter(
-            "stream_worker_fatal_errors_total", "Fatal configuration errors by code", ("code",)
-        )
+        self.fatal = counter("stream_worker_fatal_errors_total", "Fatal configuration errors by code", ("code",))
         self.call_seconds = Histogram(
             "stream_worker_put_events_duration_seconds",
             "PutEvents call latency",

@@ -2,7 +2,7 @@
 
 The caller (the KCL record processor, or replay) hands records in with :meth:`ShardPipeline.accept`,
 applies backpressure with :meth:`wait_for_capacity`, checkpoints at ``tracker.safe_position``, and
-ends with :meth:`drain` or :meth:`abandon`. A background thread flushes lingering batches.
+ends with :meth:`drain` or :meth:`abandon`. The sender takes ready batches from the batcher.
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ class InputRecord:
 
 
 SenderFactory = Callable[
-    [Callable[[Batch], None], Callable[[PendingEvent, str], None], Callable[[FatalConfigurationError], None]],
+    [
+        SessionBatcher,
+        Callable[[Batch], None],
+        Callable[[PendingEvent, str], None],
+        Callable[[FatalConfigurationError], None],
+    ],
     PutEventsSender,
 ]
 
@@ -73,14 +78,12 @@ class ShardPipeline:
         self._on_fatal_hook = on_fatal
         self._wall = wall_clock
         self._clock = clock
-        self._lock = threading.Lock()
         self._batcher = SessionBatcher(linger, clock)
-        self._linger = linger
         self.fatal: FatalConfigurationError | None = None
         self._closed = threading.Event()
-        self.sender = sender_factory(self._delivered, self._rejected, self._fatal)
-        self._flusher = threading.Thread(target=self._flush_loop, name=f"linger-{shard_id}", daemon=True)
-        self._flusher.start()
+        self.sender = sender_factory(self._batcher, self._delivered, self._rejected, self._fatal)
+        self._gauges = threading.Thread(target=self._gauge_loop, name=f"gauges-{shard_id}", daemon=True)
+        self._gauges.start()
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -91,9 +94,7 @@ class ShardPipeline:
         """
         contexts = []
         for record in records:
-            handle = self.tracker.register(
-                SequencePosition(int(record.sequence_number), record.sub_sequence_number)
-            )
+            handle = self.tracker.register(SequencePosition(int(record.sequence_number), record.sub_sequence_number))
             contexts.append(
                 RecordContext(
                     handle,
@@ -105,13 +106,10 @@ class ShardPipeline:
                 )
             )
         self.telemetry.records_received(len(records))
-        full: list[Batch] = []
         for record, context in zip(records, contexts, strict=True):
-            self._accept_one(record, context, full)
-        for batch in full:
-            self.sender.submit(batch)
+            self._accept_one(record, context)
 
-    def _accept_one(self, record: InputRecord, context: RecordContext, full: list[Batch]) -> None:
+    def _accept_one(self, record: InputRecord, context: RecordContext) -> None:
         handle = context.handle
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
@@ -120,31 +118,22 @@ class ShardPipeline:
             return
         self.telemetry.events_received(len(decoded))
         tracker = self.tracker
-        with self._lock:
-            for item in decoded:
-                if item.data is None:
-                    assert item.failure is not None
-                    self._dead_letter(context, item.failure, item.raw, item.position)
-                    continue
-                stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
-                source = Source(
-                    stream_id,
-                    sequence,
-                    record.sub_sequence_number,
-                    item.position,
-                    record.arrival_time,
-                )
-                outcome = self._normalizer.normalize(item.data, source)
-                if isinstance(outcome, Drop):
-                    if outcome.reason.is_bad_input:
-                        self._dead_letter(context, outcome, item.raw, item.position)
-                    else:
-                        self.telemetry.dropped(outcome.reason)
-                    continue
-                tracker.add_units(handle)
-                batch = self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
-                if batch is not None:
-                    full.append(batch)
+        stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
+        for item in decoded:
+            if item.data is None:
+                assert item.failure is not None
+                self._dead_letter(context, item.failure, item.raw, item.position)
+                continue
+            source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
+            outcome = self._normalizer.normalize(item.data, source)
+            if isinstance(outcome, Drop):
+                if outcome.reason.is_bad_input:
+                    self._dead_letter(context, outcome, item.raw, item.position)
+                else:
+                    self.telemetry.dropped(outcome.reason)
+                continue
+            tracker.add_units(handle)
+            self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
         tracker.seal(handle)
 
     def _dead_letter(
@@ -186,9 +175,7 @@ class ShardPipeline:
         now = self._wall()
         for item in batch:
             arrival = item.record.arrival_time
-            self.telemetry.delivered_delay(
-                now - item.event.sent_at, None if arrival is None else now - arrival
-            )
+            self.telemetry.delivered_delay(now - item.event.sent_at, None if arrival is None else now - arrival)
             self.tracker.finish(item.record.handle)
 
     def _rejected(self, item: PendingEvent, message: str) -> None:
@@ -201,22 +188,16 @@ class ShardPipeline:
             self.tracker.changed.notify_all()
         self._on_fatal_hook(error)
 
-    # -- lingering batches ----------------------------------------------------------------------
+    # -- gauges ----------------------------------------------------------------------------------
 
-    def _flush_loop(self) -> None:
-        tick = min(0.05, self._linger / 4)
-        while not self._closed.wait(tick):
-            self.flush_due()
-            self.telemetry.in_flight_set(self.tracker.pending_units)
-            limiter = self.sender.limiter
-            self.telemetry.limits(limiter.limit, limiter.rate)
+    def _gauge_loop(self) -> None:
+        while not self._closed.wait(0.5):
+            self.update_gauges()
 
-    def flush_due(self) -> None:
-        """Hand on the groups that have lingered long enough."""
-        with self._lock:
-            batches = self._batcher.due()
-        for batch in batches:
-            self.sender.submit(batch)
+    def update_gauges(self) -> None:
+        self.telemetry.in_flight_set(self.tracker.pending_units)
+        limiter = self.sender.limiter
+        self.telemetry.limits(limiter.limit, limiter.rate)
 
     # -- flow control and the end ---------------------------------------------------------------
 
@@ -242,10 +223,7 @@ class ShardPipeline:
 
     def drain(self, timeout: float | None) -> bool:
         """Send everything held and wait until every record is done; False on timeout or fatal."""
-        with self._lock:
-            batches = self._batcher.drain()
-        for batch in batches:
-            self.sender.submit(batch)
+        self._batcher.flush_all()
         self._dead_letters.flush()
         deadline = None if timeout is None else self._clock() + timeout
         tracker = self.tracker
@@ -265,6 +243,6 @@ class ShardPipeline:
     def close(self) -> None:
         """Stop the flusher and the sender's threads, and close the dead-letter store."""
         self._closed.set()
-        self._flusher.join(timeout=5)
+        self._gauges.join(timeout=5)
         self.sender.close()
         self._dead_letters.close()

@@ -165,9 +165,7 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
             if not pipeline.drain(timeout=None):
                 if pipeline.fatal is not None:
                     self._on_fatal(pipeline.fatal)
-                log.warning(
-                    "shard end without a full drain; not checkpointing", extra={"shard": self.shard_id}
-                )
+                log.warning("shard end without a full drain; not checkpointing", extra={"shard": self.shard_id})
                 return
             self._checkpoints.checkpoint_shard_end(shard_ended_input.checkpointer)
             log.info(

@@ -77,9 +77,7 @@ def to_input_records(records: Iterable[CaptureRecord], stream_id: str, now: floa
     for index, record in enumerate(records, start=1):
         line = record.line or index
         origin = (
-            (record.shard_id or stream_id, record.sequence_number)
-            if record.sequence_number
-            else (stream_id, str(line))
+            (record.shard_id or stream_id, record.sequence_number) if record.sequence_number else (stream_id, str(line))
         )
         yield InputRecord(
             data=record.data,

@@ -1,6 +1,8 @@
 """Step 4: send PutEvents batches to the Personalize event tracker.
 
-Calls run on a thread pool under an :class:`AdaptiveLimiter`. Throttling, 5xx and connection
+A dispatcher thread waits for a call slot from the :class:`AdaptiveLimiter` first, and only then
+takes the next ready batch from the :class:`SessionBatcher`: while every slot is busy (or the rate
+limit holds), groups keep filling. Calls run on a thread pool. Throttling, 5xx and connection
 errors are retried with exponential backoff and jitter, without limit: an outage holds the
 checkpoint back, it never loses an event. A batch rejected as invalid input is bisected until
 the bad event is alone; only that one is rejected. A fatal configuration error (unknown tracker,
@@ -26,7 +28,7 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
-from stream_worker.batcher import Batch, PendingEvent
+from stream_worker.batcher import Batch, PendingEvent, SessionBatcher
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.limiter import AdaptiveLimiter
 from stream_worker.metrics import CallOutcome, Telemetry
@@ -49,9 +51,7 @@ THROTTLING_CODES = frozenset(
 )
 INVALID_INPUT_CODES = frozenset({"InvalidInputException", "ValidationException", "SerializationException"})
 #: Codes that mean a request may succeed if simply tried again (credentials refresh, for example).
-TRANSIENT_CODES = frozenset(
-    {"ExpiredTokenException", "RequestTimeout", "RequestTimeoutException", "InternalFailure"}
-)
+TRANSIENT_CODES = frozenset({"ExpiredTokenException", "RequestTimeout", "RequestTimeoutException", "InternalFailure"})
 
 
 class Verdict(Enum):
@@ -97,10 +97,11 @@ class PutEventsSender:
         self,
         client: PersonalizeEventsClient,
         tracking_id: str,
+        batches: SessionBatcher,
+        *,
         limiter: AdaptiveLimiter,
         backoff: Backoff,
         telemetry: Telemetry,
-        *,
         on_delivered: Callable[[Batch], None],
         on_rejected: Callable[[PendingEvent, str], None],
         on_fatal: Callable[[FatalConfigurationError], None],
@@ -109,6 +110,7 @@ class PutEventsSender:
     ) -> None:
         self._client = client
         self._tracking_id = tracking_id
+        self._batches = batches
         self._limiter = limiter
         self._backoff = backoff
         self._telemetry = telemetry
@@ -120,6 +122,8 @@ class PutEventsSender:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="put-events")
         self._fatal_reported = False
         self._fatal_lock = threading.Lock()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="put-events-dispatch", daemon=True)
+        self._dispatcher.start()
 
     @property
     def limiter(self) -> AdaptiveLimiter:
@@ -129,25 +133,41 @@ class PutEventsSender:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def submit(self, batch: Batch) -> None:
-        """Queue ``batch`` for delivery (returns at once)."""
-        if self._stop.is_set():
-            return
-        self._pool.submit(self._guarded, batch)
+    def _dispatch(self) -> None:
+        """Batch ready, then slot, then take: a batch leaves the batcher only when its call can
+        start, so it keeps filling while every slot is busy. Never holds a slot while waiting for
+        a batch (retries need slots too)."""
+        try:
+            while not self._stop.is_set():
+                if not self._batches.wait_ready(0.25):
+                    continue
+                if not self._limiter.acquire(self._stop):
+                    return
+                batch = self._batches.take(timeout=0)
+                if batch is None:  # only the dispatcher takes, so this is not expected
+                    self._limiter.release()
+                    continue
+                self._pool.submit(self._guarded, batch)
+        except Exception as exc:
+            log.exception("unexpected error in the PutEvents dispatcher")
+            self._fatal(FatalConfigurationError(f"unexpected dispatcher error: {exc!r}"), "InternalError")
 
     def stop(self) -> None:
         """Stop sending: calls in progress finish, nothing new starts, retries end."""
         self._stop.set()
         self._limiter.wake()
+        self._batches.wake()
 
     def close(self) -> None:
-        """Stop and wait for the pool's threads to end."""
+        """Stop and wait for the dispatcher and the pool's threads to end."""
         self.stop()
+        self._dispatcher.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _guarded(self, batch: Batch) -> None:
+        """Deliver a batch whose first call slot the dispatcher already holds."""
         try:
-            self._deliver(batch)
+            self._deliver(batch, holding_slot=True)
         except Exception as exc:  # a bug must not leave units pending forever
             log.exception("unexpected error in the PutEvents sender")
             self._fatal(FatalConfigurationError(f"unexpected sender error: {exc!r}"), "InternalError")
@@ -163,10 +183,12 @@ class PutEventsSender:
             request["userId"] = first.user_id
         return request
 
-    def _deliver(self, batch: Batch) -> None:
+    def _deliver(self, batch: Batch, *, holding_slot: bool = False) -> None:
         attempt = 0
         while True:
-            if not self._limiter.acquire(self._stop):
+            if holding_slot:
+                holding_slot = False
+            elif not self._limiter.acquire(self._stop):
                 return
             started = self._clock()
             try:

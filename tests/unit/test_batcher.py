@@ -27,37 +27,80 @@ def pending(event_id: str, user: str | None, session: str) -> PendingEvent:
     return PendingEvent(event, context, 0, b"{}")
 
 
-def test_full_group_is_returned_at_ten() -> None:
+def ids(batch: list[PendingEvent] | None) -> list[str]:
+    assert batch is not None
+    return [p.event.event_id for p in batch]
+
+
+def test_full_group_is_ready_at_ten() -> None:
     batcher = SessionBatcher(1.0, FakeClock())
-    results = [batcher.add(pending(str(i), "p1", "s1")) for i in range(10)]
-    assert results[:9] == [None] * 9
-    batch = results[9]
-    assert batch is not None and [p.event.event_id for p in batch] == [str(i) for i in range(10)]
+    for i in range(9):
+        batcher.add(pending(str(i), "p1", "s1"))
+    assert batcher.take(timeout=0) is None, "nine events, no linger yet: not ready"
+    batcher.add(pending("9", "p1", "s1"))
+    assert ids(batcher.take(timeout=0)) == [str(i) for i in range(10)]
     assert len(batcher) == 0
 
 
-def test_groups_linger_then_flush_oldest_first() -> None:
+def test_groups_linger_then_are_ready_oldest_first() -> None:
     clock = FakeClock()
     batcher = SessionBatcher(2.0, clock)
     batcher.add(pending("a", "p1", "s1"))
     clock.now += 1.0
     batcher.add(pending("b", "p2", "s2"))
-    assert batcher.due() == []
+    assert batcher.take(timeout=0) is None
     assert batcher.next_due_in() == 1.0
     clock.now += 1.0
-    due = batcher.due()
-    assert [[p.event.event_id for p in b] for b in due] == [["a"]]
+    assert ids(batcher.take(timeout=0)) == ["a"]
+    assert batcher.take(timeout=0) is None
     clock.now += 1.0
-    assert [[p.event.event_id for p in b] for b in batcher.due()] == [["b"]]
+    assert ids(batcher.take(timeout=0)) == ["b"]
     assert batcher.next_due_in() is None
 
 
-def test_anonymous_and_named_users_of_one_session_are_separate_calls() -> None:
-    batcher = SessionBatcher(1.0, FakeClock())
+def test_a_lingered_group_keeps_filling_until_taken() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock)
+    batcher.add(pending("a", "p1", "s1"))
+    clock.now += 5.0  # long past its linger, but no sender took it yet
+    batcher.add(pending("b", "p1", "s1"))
+    assert ids(batcher.take(timeout=0)) == ["a", "b"]
+
+
+def test_full_batches_go_before_lingered_groups() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock)
+    batcher.add(pending("old", "p1", "s1"))
+    clock.now += 2.0
+    for i in range(10):
+        batcher.add(pending(f"f{i}", "p2", "s2"))
+    assert len(ids(batcher.take(timeout=0))) == 10
+    assert ids(batcher.take(timeout=0)) == ["old"]
+
+
+def test_flush_all_makes_every_group_ready() -> None:
+    batcher = SessionBatcher(60.0, FakeClock())
     batcher.add(pending("a", None, "s1"))
     batcher.add(pending("b", "p1", "s1"))
-    batches = batcher.drain()
-    assert sorted(len(b) for b in batches) == [1, 1]
+    assert batcher.take(timeout=0) is None
+    batcher.flush_all()
+    assert sorted(ids(batcher.take(timeout=0)) + ids(batcher.take(timeout=0))) == ["a", "b"]
+    assert batcher.take(timeout=0) is None
+
+
+def test_take_waits_for_a_batch_with_a_deadline() -> None:
+    import threading
+    import time
+
+    batcher = SessionBatcher(60.0, time.monotonic)
+    got: list[list[PendingEvent] | None] = []
+    taker = threading.Thread(target=lambda: got.append(batcher.take(timeout=5)))
+    taker.start()
+    for i in range(10):
+        batcher.add(pending(str(i), "p", "s"))
+    taker.join(5)
+    assert got and got[0] is not None and len(got[0]) == 10
+    assert batcher.take(timeout=0.05) is None
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,14 +115,17 @@ def test_every_event_leaves_in_exactly_one_legal_batch(ops: list[tuple[str | Non
     batcher = SessionBatcher(0.5, clock)
     batches = []
     for i, (user, session, tick) in enumerate(ops):
-        if (batch := batcher.add(pending(str(i), user, session))) is not None:
-            batches.append(batch)
+        batcher.add(pending(str(i), user, session))
         if tick:
             clock.now += 0.3
-            batches.extend(batcher.due())
-    batches.extend(batcher.drain())
+            while (batch := batcher.take(timeout=0)) is not None:
+                batches.append(batch)
+    batcher.flush_all()
+    while (batch := batcher.take(timeout=0)) is not None:
+        batches.append(batch)
     seen = Counter(p.event.event_id for b in batches for p in b)
     assert seen == Counter(str(i) for i in range(len(ops)))
+    assert len(batcher) == 0
     for batch in batches:
         assert 1 <= len(batch) <= 10
         assert len({p.group_key for p in batch}) == 1

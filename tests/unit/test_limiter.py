@@ -74,3 +74,32 @@ def test_rate_limit_spaces_calls() -> None:
     clock.advance(1.0)
     blocked.join(2)
     assert not blocked.is_alive()
+
+
+def test_rate_limit_is_lifted_after_a_quiet_period() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(4, 4, rate_ttl=10.0, clock=clock)
+    assert limiter.acquire()
+    limiter.release(throttled=True)
+    assert limiter.rate is not None
+    clock.advance(10.5)
+    assert limiter.acquire()
+    assert limiter.rate is None
+    limiter.release(succeeded=True)
+
+
+def test_rate_grows_at_least_one_call_per_second_for_each_second_of_successes() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(4, 4, clock=clock)
+    assert limiter.acquire()
+    limiter.release(throttled=True)
+    assert limiter.rate == 1.0
+    clock.advance(1.0)
+    assert limiter.acquire()
+    limiter.release(succeeded=True)  # one second's worth of calls at 1/s
+    assert limiter.rate == 2.0
+    for _ in range(2):  # one second's worth at 2/s (spaced by the fake clock)
+        clock.advance(1.0)
+        assert limiter.acquire()
+        limiter.release(succeeded=True)
+    assert limiter.rate is not None and 2.8 < limiter.rate <= 3.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from botocore.exceptions import EndpointConnectionError
 from prometheus_client import CollectorRegistry
 
 from clickstream.outcomes import PersonalizeEvent
-from stream_worker.batcher import Batch, PendingEvent, RecordContext
+from stream_worker.batcher import Batch, PendingEvent, RecordContext, SessionBatcher
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.limiter import AdaptiveLimiter
 from stream_worker.metrics import Telemetry, WorkerMetrics
@@ -39,12 +40,14 @@ class Harness:
         self.done = threading.Event()
         self.telemetry = Telemetry(WorkerMetrics(CollectorRegistry()), "shard-0")
         self.limiter = limiter or AdaptiveLimiter(2, 8)
+        self.batches = SessionBatcher(0.001, time.monotonic)
         self.sender = PutEventsSender(
             client,  # type: ignore[arg-type]
             "tracker-1",
-            self.limiter,
-            Backoff(0.001, 0.01, random.Random(7)),
-            self.telemetry,
+            self.batches,
+            limiter=self.limiter,
+            backoff=Backoff(0.001, 0.01, random.Random(7)),
+            telemetry=self.telemetry,
             on_delivered=lambda b: self._add(self.delivered, [p.event.event_id for p in b]),
             on_rejected=lambda p, m: self._add(self.rejected, [(p.event.event_id, m)]),
             on_fatal=lambda e: (self.fatal.append(e), self.done.set()),
@@ -52,13 +55,17 @@ class Harness:
         )
         self._lock = threading.Lock()
 
+    def submit(self, batch: Batch) -> None:
+        for item in batch:
+            self.batches.add(item)
+
     def _add(self, target: list[Any], items: list[Any]) -> None:
         with self._lock:
             target.extend(items)
 
     def run(self, batches: list[Batch], expect: int) -> None:
         for b in batches:
-            self.sender.submit(b)
+            self.submit(b)
         deadline = 10.0
         while deadline > 0 and len(self.delivered) + len(self.rejected) < expect and not self.fatal:
             self.done.wait(0.01)
@@ -134,7 +141,7 @@ def test_fatal_errors_stop_without_retry(code: str) -> None:
 def test_stop_ends_retries_and_abandons() -> None:
     client = ScriptedClient(lambda r, n: (_ for _ in ()).throw(client_error("ServiceUnavailable", 503)))
     harness = Harness(client)
-    harness.sender.submit(batch(1))
+    harness.submit(batch(1))
     while len(client.calls) < 3:
         harness.done.wait(0.005)
     harness.sender.close()

@@ -1,0 +1,255 @@
+"""Child processes: start in their own process group, recognise them later, stop them by pid.
+
+A recorded process is identified by its pid *and* its start time (``/proc/PID/stat`` field 22) *and*
+words its command line must contain, so a pid that the system has since handed to someone else is never
+signalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger("devstack.processes")
+
+T = TypeVar("T")
+
+
+class WaitTimeoutError(TimeoutError):
+    """A condition did not become true before its deadline."""
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+    max_interval: float = 0.25,
+    abort: Callable[[], str | None] | None = None,
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; never a fixed sleep.
+
+    ``abort`` is checked between polls: a non-empty string from it ends the wait at once with that
+    message (for example "the process exited").
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        result = condition()
+        if result:
+            return result
+        if abort is not None:
+            reason = abort()
+            if reason:
+                raise WaitTimeoutError(f"gave up waiting for {what}: {reason}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 1.5, max_interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the caller retries if someone takes it meanwhile)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after its closing paren.
+    close = raw.rfind(")")
+    return [raw[: close + 1], *raw[close + 2 :].split()]
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot; None if there is no such process."""
+    stat = _proc_stat(pid)
+    # After the "pid (comm)" head: state is index 1, starttime (field 22 of the man page) index 20.
+    if stat is None or len(stat) < 21:
+        return None
+    return int(stat[20])
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode("utf-8", errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
+    stat = _proc_stat(pid)
+    return stat is not None and len(stat) > 1 and stat[1] not in ("Z", "X")
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What ``state.json`` keeps about one process we started."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    markers: tuple[str, ...]
+    log: str
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["markers"] = list(self.markers)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        return cls(
+            name=str(data["name"]),
+            pid=int(data["pid"]),
+            start_ticks=int(data["start_ticks"]),
+            markers=tuple(str(m) for m in data.get("markers", ())),
+            log=str(data.get("log", "")),
+        )
+
+    def is_ours(self) -> bool:
+        """The pid is alive, started when ours did, and its command line still looks like ours."""
+        if not is_alive(self.pid) or start_ticks(self.pid) != self.start_ticks:
+            return False
+        argv = cmdline(self.pid)
+        if argv is None:
+            return False
+        joined = " ".join(argv)
+        return all(marker in joined for marker in self.markers)
+
+
+@dataclass
+class Spawned:
+    """A process this interpreter started: its record, and the Popen to reap it with."""
+
+    record: ProcessRecord
+    popen: subprocess.Popen[bytes]
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    markers: Sequence[str],
+) -> Spawned:
+    """Start ``argv`` in a new session (its own process group), output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    ticks = start_ticks(popen.pid)
+    if ticks is None:  # exited already (or /proc is missing): reap it and report
+        popen.wait()
+        raise RuntimeError(f"{name} exited at once; see {log_path}\n{tail(log_path)}")
+    record = ProcessRecord(name=name, pid=popen.pid, start_ticks=ticks, markers=tuple(markers), log=str(log_path))
+    log.info("started", extra={"service": name, "pid": popen.pid, "argv": list(argv), "log_file": str(log_path)})
+    return Spawned(record=record, popen=popen)
+
+
+def stop(record: ProcessRecord, *, popen: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> bool:
+    """Stop one recorded process; see :func:`stop_all`. True if it was running and is now stopped."""
+    return bool(stop_all([(record, popen)], timeout=timeout))
+
+
+def stop_all(
+    processes: Sequence[tuple[ProcessRecord, subprocess.Popen[bytes] | None]], *, timeout: float = 10.0
+) -> list[str]:
+    """SIGTERM the process group of each record (in the given order), wait up to ``timeout`` for all of
+    them, then SIGKILL the groups still there. ``popen`` (if this interpreter started it) is reaped.
+
+    Only a process that still is ours (:meth:`ProcessRecord.is_ours`) is signalled: a pid that now
+    belongs to someone else is left alone. Returns the names of the processes that were stopped.
+    """
+    running: list[tuple[ProcessRecord, subprocess.Popen[bytes] | None]] = []
+    for record, popen in processes:
+        if record.is_ours():
+            running.append((record, popen))
+        else:
+            if popen is not None:
+                popen.poll()
+            log.info("already gone", extra={"service": record.name, "pid": record.pid})
+
+    def remaining() -> list[ProcessRecord]:
+        left = []
+        for record, popen in running:
+            if popen is not None:
+                popen.poll()
+            if is_alive(record.pid):
+                left.append(record)
+        return left
+
+    for record, _ in running:
+        _signal_group(record, signal.SIGTERM)
+    try:
+        wait_until(lambda: not remaining(), timeout=timeout, what="the stack's processes to exit")
+    except WaitTimeoutError:
+        for record in remaining():
+            log.warning("did not exit on SIGTERM: killing", extra={"service": record.name, "pid": record.pid})
+            _signal_group(record, signal.SIGKILL)
+        wait_until(lambda: not remaining(), timeout=5.0, what="the stack's processes to die")
+    for record, _ in running:
+        log.info("stopped", extra={"service": record.name, "pid": record.pid})
+    return [record.name for record, _ in running]
+
+
+def _signal_group(record: ProcessRecord, sig: signal.Signals) -> None:
+    try:
+        pgid = os.getpgid(record.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if pgid == record.pid:  # we made it a group leader: signal the whole group
+            os.killpg(pgid, sig)
+        else:
+            os.kill(record.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ('' if unreadable)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 16_384))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
