@@ -53,6 +53,8 @@ class EventMapping(BaseModel):
     version: Literal[1] = 1
     interactions: dict[str, Interaction]
     non_interactions: frozenset[str] = frozenset()
+    #: Raw types that end a session: the session's pending events can be sent at once.
+    session_end: frozenset[str] = frozenset()
 
     @model_validator(mode="after")
     def _disjoint(self) -> EventMapping:

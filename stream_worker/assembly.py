@@ -84,6 +84,7 @@ def build_pipeline(
         dead_letters,
         telemetry,
         linger=settings.linger_seconds,
+        backlog_linger=settings.backlog_linger_seconds,
         high_water=settings.high_water_events,
         on_fatal=on_fatal,
     )

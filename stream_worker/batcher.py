@@ -1,8 +1,12 @@
 """Step 3: group events by (userId, sessionId) into PutEvents batches of at most 10.
 
-A group becomes ready when it is full, or once it has lingered ``linger`` seconds since its first
-event. A lingering group stays open for more events until the sender actually takes it: when
-Personalize is slow or rate-limited, groups keep filling while they wait, so calls carry more
+A group becomes ready when it is full, when its session ended (a logout), or once it has lingered
+``linger`` seconds since its first event — ``backlog_linger`` while the shard is behind, where
+latency is already lost and fewer, fuller calls drain the backlog sooner. When more than
+``max_held`` events wait, the oldest groups are ready at once, so memory stays bounded.
+
+A ready group stays open for more events until the sender actually takes it: when Personalize is
+slow or rate-limited, groups keep filling while they wait, so calls carry more
 events exactly when calls are scarce. PutEvents takes one userId and one sessionId per call, so
 these groups are the only legal batches. Thread-safe.
 """
@@ -59,10 +63,21 @@ class _Group:
 class SessionBatcher:
     """Open groups by (userId, sessionId), and the full batches waiting to be taken."""
 
-    def __init__(self, linger: float, clock: Callable[[], float], max_events: int = MAX_EVENTS_PER_CALL) -> None:
+    def __init__(
+        self,
+        linger: float,
+        clock: Callable[[], float],
+        max_events: int = MAX_EVENTS_PER_CALL,
+        *,
+        backlog_linger: float | None = None,
+        max_held: int | None = None,
+    ) -> None:
         if not 1 <= max_events <= MAX_EVENTS_PER_CALL:
             raise ValueError(f"max_events must be 1..{MAX_EVENTS_PER_CALL}")
+        self._normal_linger = linger
+        self._backlog_linger = max(linger, backlog_linger if backlog_linger is not None else linger)
         self._linger = linger
+        self._max_held = max_held
         self._clock = clock
         self._max = max_events
         self._groups: dict[tuple[str | None, str], _Group] = {}
@@ -78,7 +93,7 @@ class SessionBatcher:
             group = self._groups.get(key)
             if group is None:
                 group = self._groups[key] = _Group(self._clock())
-                if len(self._groups) == 1:
+                if len(self._groups) == 1 or (self._max_held is not None and self._held >= self._max_held):
                     self._cond.notify()
             group.events.append(item)
             self._held += 1
@@ -87,11 +102,32 @@ class SessionBatcher:
                 self._full.append(group.events)
                 self._cond.notify()
 
+    def set_backlog(self, behind: bool) -> None:
+        """Use the backlog linger while the shard is behind, the normal one once caught up."""
+        with self._cond:
+            linger = self._backlog_linger if behind else self._normal_linger
+            if linger != self._linger:
+                self._linger = linger
+                self._cond.notify_all()
+
+    def end_session(self, key: tuple[str | None, str]) -> None:
+        """The session ended: its open group is ready now."""
+        with self._cond:
+            group = self._groups.pop(key, None)
+            if group is not None:
+                self._full.append(group.events)
+                self._cond.notify()
+
+    def _first_ready(self, first: _Group) -> bool:
+        if self._flush_all or first.opened + self._linger <= self._clock():
+            return True
+        return self._max_held is not None and self._held > self._max_held
+
     def _ready_locked(self) -> bool:
         if self._full:
             return True
         first = next(iter(self._groups.values()), None)
-        return first is not None and (self._flush_all or first.opened + self._linger <= self._clock())
+        return first is not None and self._first_ready(first)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until a batch is ready to be taken; True if one is.
@@ -113,7 +149,7 @@ class SessionBatcher:
             batch = self._full.popleft()
         else:
             first = next(iter(self._groups.values()), None)
-            if first is None or (not self._flush_all and first.opened + self._linger > self._clock()):
+            if first is None or not self._first_ready(first):
                 return None
             batch = first.events
             del self._groups[batch[0].group_key]
@@ -141,7 +177,7 @@ class SessionBatcher:
         first = next(iter(self._groups.values()), None)
         if first is None:
             return None
-        return 0.0 if self._flush_all else first.opened + self._linger - self._clock()
+        return 0.0 if self._first_ready(first) else first.opened + self._linger - self._clock()
 
     def next_due_in(self) -> float | None:
         """Seconds until the oldest open group is ready (None when no group is open)."""

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clickstream.normalize import Normalizer, Source
 from clickstream.outcomes import Drop, DropReason
@@ -65,6 +66,7 @@ class ShardPipeline:
         *,
         linger: float,
         high_water: int,
+        backlog_linger: float | None = None,
         on_fatal: Callable[[FatalConfigurationError], None],
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
@@ -73,12 +75,13 @@ class ShardPipeline:
         self.tracker = SequenceTracker()
         self.telemetry = telemetry
         self._normalizer = normalizer
+        self._session_end = normalizer.mapping.session_end
         self._dead_letters = dead_letters
         self._high_water = high_water
         self._on_fatal_hook = on_fatal
         self._wall = wall_clock
         self._clock = clock
-        self._batcher = SessionBatcher(linger, clock)
+        self._batcher = SessionBatcher(linger, clock, backlog_linger=backlog_linger, max_held=max(10, high_water // 2))
         self.fatal: FatalConfigurationError | None = None
         self._closed = threading.Event()
         self.sender = sender_factory(self._batcher, self._delivered, self._rejected, self._fatal)
@@ -131,10 +134,22 @@ class ShardPipeline:
                     self._dead_letter(context, outcome, item.raw, item.position)
                 else:
                     self.telemetry.dropped(outcome.reason)
+                    if outcome.reason is DropReason.NOT_AN_INTERACTION and outcome.detail in self._session_end:
+                        self._end_session(item.data)
                 continue
             tracker.add_units(handle)
             self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
         tracker.seal(handle)
+
+    def _end_session(self, data: dict[str, Any]) -> None:
+        session = data.get("session_id", data.get("sessionId"))
+        if isinstance(session, str) and session:
+            player = data.get("player_id", data.get("playerId"))
+            self._batcher.end_session((player if isinstance(player, str) and player else None, session))
+
+    def set_backlog(self, behind: bool) -> None:
+        """Whether the shard is behind the tip of the stream (batching matters more than latency)."""
+        self._batcher.set_backlog(behind)
 
     def _dead_letter(
         self,

@@ -142,6 +142,7 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
             behind = process_records_input.millis_behind_latest
             if behind is not None:
                 pipeline.telemetry.behind_latest(float(behind))
+                pipeline.set_backlog(float(behind) > self.settings.backlog_threshold_seconds * 1000)
             pipeline.wait_for_capacity(lambda: self._checkpoint(checkpointer))
             self._checkpoint(checkpointer)
         except BaseException:

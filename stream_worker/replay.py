@@ -119,6 +119,8 @@ def replay(
         settings, stream_id, WorkerMetrics(CollectorRegistry()), fatal.append, client=client
     )
     pacer = _Pacer(pacing or Pacing())
+    # Unpaced, a capture is one big backlog: batch for throughput, not latency.
+    pipeline.set_backlog(pacer.pacing.rate is None and pacer.pacing.speed is None)
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress(show)
     started = time.monotonic()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,12 @@ class WorkerSettings(BaseSettings):
     mapping_file: Path | None = None
 
     linger_seconds: float = Field(1.0, gt=0, le=60)
+    backlog_linger_seconds: float = Field(
+        20.0, gt=0, le=300, description="linger while the shard is behind (backlog): batching beats latency"
+    )
+    backlog_threshold_seconds: float = Field(
+        10.0, ge=0, description="the shard is in backlog when KCL's millisBehindLatest exceeds this"
+    )
     initial_concurrency: int = Field(4, ge=1, le=256)
     max_concurrency: int = Field(32, ge=1, le=256)
     high_water_events: int = Field(5000, ge=10)
@@ -47,6 +53,47 @@ class WorkerSettings(BaseSettings):
     dedup_memory: int = Field(200_000, ge=1)
     dead_letter_batch_size: int = Field(500, ge=1)
     dead_letter_max_age_seconds: float = Field(2.0, gt=0)
+
+    # -- `stream-worker run`: the KCL MultiLangDaemon it starts (see stream_worker.kcl_properties) --
+    kcl_kinesis_endpoint: str | None = Field(
+        None, description="Kinesis endpoint of the KCL daemon only (it needs HTTP/2); unset: AWS's own"
+    )
+    kcl_dynamodb_endpoint: str | None = Field(None, description="DynamoDB endpoint of the KCL daemon only")
+    kcl_credentials_provider: str | None = Field(
+        None,
+        description="KCL AwsCredentialsProvider; default: EnvironmentVariableCredentialsProvider when the "
+        "KCL endpoints are local (plain http), else DefaultCredentialsProvider (IRSA on EKS)",
+    )
+    worker_id: str | None = Field(None, min_length=1, description="KCL worker id; default $POD_NAME, else host-pid")
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    max_records: int = Field(10_000, ge=1, le=10_000, description="records per GetRecords call")
+    idle_time_between_reads_millis: int = Field(1000, ge=0)
+    failover_time_millis: int = Field(10_000, ge=1)
+    shard_sync_interval_millis: int = Field(60_000, ge=1)
+    parent_shard_poll_interval_millis: int = Field(10_000, ge=1)
+    shutdown_grace_millis: int = Field(
+        20_000, gt=0, description="how long KCL's graceful shutdown may take (must exceed shutdown_grace_seconds)"
+    )
+    kcl_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "INFO"
+    java: str = Field("java", min_length=1, description="the java executable that runs the daemon")
+    kcl_jars_dir: Path | None = Field(None, description="the KCL jars; default: those of amazon_kclpy")
+    run_dir: Path | None = Field(None, description="where the daemon's files go; default: a new temporary folder")
+    metrics_address: str = Field("0.0.0.0", description="address of /metrics, /healthz, /readyz")  # noqa: S104
+    metrics_port: int = Field(9102, ge=1, le=65535)
+    stuck_after_seconds: float = Field(
+        300.0, gt=0, description="a shard inside process_records for longer than this makes the worker not ready"
+    )
+
+    @field_validator("kcl_kinesis_endpoint", "kcl_dynamodb_endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            raise ValueError("must be an http:// or https:// URL with no path, e.g. http://127.0.0.1:4567")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:

@@ -129,3 +129,34 @@ def test_every_event_leaves_in_exactly_one_legal_batch(ops: list[tuple[str | Non
     for batch in batches:
         assert 1 <= len(batch) <= 10
         assert len({p.group_key for p in batch}) == 1
+
+
+def test_backlog_linger_holds_groups_longer_while_behind() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
+    batcher.set_backlog(True)
+    batcher.add(pending("a", "p1", "s1"))
+    clock.now += 5.0
+    assert batcher.take(timeout=0) is None, "behind: the group may wait for more of its session"
+    batcher.set_backlog(False)
+    assert ids(batcher.take(timeout=0)) == ["a"], "caught up: the normal linger applies again"
+
+
+def test_session_end_makes_its_group_ready() -> None:
+    batcher = SessionBatcher(60.0, FakeClock())
+    batcher.add(pending("a", "p1", "s1"))
+    batcher.add(pending("b", "p2", "s2"))
+    batcher.end_session(("p1", "s1"))
+    batcher.end_session(("p9", "unknown"))  # nothing open: no effect
+    assert ids(batcher.take(timeout=0)) == ["a"]
+    assert batcher.take(timeout=0) is None
+
+
+def test_too_many_held_events_make_the_oldest_groups_ready() -> None:
+    batcher = SessionBatcher(60.0, FakeClock(), max_held=3)
+    for i, session in enumerate(["s1", "s2", "s3"]):
+        batcher.add(pending(str(i), "p", session))
+    assert batcher.take(timeout=0) is None, "at the mark, not over it"
+    batcher.add(pending("3", "p", "s4"))
+    assert ids(batcher.take(timeout=0)) == ["0"]
+    assert batcher.take(timeout=0) is None

@@ -229,3 +229,21 @@ def test_fatal_error_reported_and_nothing_checkpointed() -> None:
         assert pipeline.tracker.safe_position is None
     finally:
         pipeline.close()
+
+
+def test_logout_sends_the_session_at_once() -> None:
+    client = ScriptedClient()
+    pipeline, _ = make_pipeline(client, MemoryDeadLetters())
+    pipeline._batcher._normal_linger = pipeline._batcher._linger = 60.0  # nothing would leave by time
+    try:
+        pipeline.accept([InputRecord(json.dumps(event(1, "s1")).encode(), "1", 0, "pk", 1_790_000_100.0)])
+        logout = {**event(2, "s1", "logout")}
+        pipeline.accept([InputRecord(json.dumps(logout).encode(), "2", 0, "pk", 1_790_000_100.0)])
+        stop = threading.Event()
+        for _ in range(500):
+            if client.accepted_ids:
+                break
+            stop.wait(0.01)
+        assert client.accepted_ids == ["ev-1"]
+    finally:
+        pipeline.close()
