@@ -1,5 +1,9 @@
 """A stdlib-only client for the emulator's admin API, and a way to run the emulator as a subprocess.
 
+The control plane, runtime and events APIs are for the AWS SDKs (``personalize``,
+``personalize-runtime``, ``personalize-events`` with ``endpoint_url=emulator.url``); this client covers
+what only the emulator has: inspection, faults, resets, and the control plane's pace.
+
     with run_emulator(trackers=["tracker-1"]) as emulator:
         boto3.client("personalize-events", endpoint_url=emulator.url, ...)
         emulator.create_tracker("tracker-2", quota_per_second=5)
@@ -291,8 +295,46 @@ class EmulatorClient:
         self.request("DELETE", "/_emulator/faults")
 
     def reset(self, *, trackers: bool = True) -> None:
-        """Clear records, stats and faults; with ``trackers``, back to the start-up trackers only."""
+        """Clear records, stats and faults; with ``trackers``, back to the start-up trackers only (and no
+        control-plane resources)."""
         self.request("POST", "/_emulator/reset", {"trackers": trackers})
+
+    # ------------------------------------------------------------------------------- control plane
+
+    def resources(self, kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Every control-plane resource by kind (``schema``, ``dataset-group``, ``campaign``, ...)."""
+        result: dict[str, list[dict[str, Any]]] = self.request("GET", "/_emulator/resources", query={"kind": kind})[
+            "resources"
+        ]
+        return result
+
+    def control_settings(self) -> dict[str, float]:
+        """``stepSeconds``, ``autoTrainingDelaySeconds``, ``autoTrainingDaySeconds``."""
+        result: dict[str, float] = self.request("GET", "/_emulator/settings")
+        return result
+
+    def set_control_settings(
+        self,
+        *,
+        step_seconds: float | None = None,
+        auto_training_delay_seconds: float | None = None,
+        auto_training_day_seconds: float | None = None,
+    ) -> dict[str, float]:
+        """Change the control plane's pace; ``step_seconds=0`` makes status changes instantaneous."""
+        body: dict[str, Any] = {}
+        _put_optional(
+            body,
+            stepSeconds=step_seconds,
+            autoTrainingDelaySeconds=auto_training_delay_seconds,
+            autoTrainingDaySeconds=auto_training_day_seconds,
+        )
+        result: dict[str, float] = self.request("POST", "/_emulator/settings", body)
+        return result
+
+    def auto_train(self, solution_arn: str) -> str:
+        """Run a solution's automatic training now; return the new solution version's ARN."""
+        result: dict[str, str] = self.request("POST", "/_emulator/auto-training", {"solutionArn": solution_arn})
+        return result["solutionVersionArn"]
 
 
 class EmulatorProcess(EmulatorClient):
@@ -366,11 +408,15 @@ def start_emulator(
     startup_timeout: float = 30.0,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    s3_endpoint_url: str | None = None,
+    step_seconds: float | None = None,
 ) -> EmulatorProcess:
     """Start the emulator as a subprocess and wait until it answers; the caller must ``close()`` it.
 
     ``trackers``: ids, or (id, quota) with ``None`` = unlimited. ``default_quota``: None keeps the
     emulator's default (1000/s); 0 = unlimited. Logs go to ``log_path`` (default: a temporary file).
+    ``s3_endpoint_url``: where import and batch jobs find S3; ``step_seconds``: the control plane's status
+    step (0: instantaneous).
     Raises EmulatorError (with the log's tail) if it exits or does not answer in ``startup_timeout``.
     """
     workdir = Path(tempfile.mkdtemp(prefix="personalize-emulator-"))
@@ -386,6 +432,10 @@ def start_emulator(
         command += ["--data-dir", str(data_dir)]
     if seed is not None:
         command += ["--seed", str(seed)]
+    if s3_endpoint_url is not None:
+        command += ["--s3-endpoint-url", s3_endpoint_url]
+    if step_seconds is not None:
+        command += ["--step-seconds", f"{step_seconds:g}"]
     command += list(extra_args)
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONPATH"] = os.pathsep.join(
@@ -444,6 +494,8 @@ def run_emulator(
     startup_timeout: float = 30.0,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    s3_endpoint_url: str | None = None,
+    step_seconds: float | None = None,
 ) -> Iterator[EmulatorProcess]:
     """Run the emulator as a subprocess for the ``with`` block (arguments as :func:`start_emulator`)."""
     emulator = start_emulator(
@@ -459,6 +511,8 @@ def run_emulator(
         startup_timeout=startup_timeout,
         python=python,
         env=env,
+        s3_endpoint_url=s3_endpoint_url,
+        step_seconds=step_seconds,
     )
     try:
         yield emulator

@@ -79,3 +79,36 @@ class InternalFailureError(ApiError):
 
     def __init__(self, message: str = "Internal failure in the Personalize emulator") -> None:
         super().__init__("InternalFailure", message, 500, OUTCOME_ERROR)
+
+
+class ResourceAlreadyExistsError(ApiError):
+    """``ResourceAlreadyExistsException``, HTTP 400: a resource with that name (ARN) exists."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ResourceAlreadyExistsException", message, 400, OUTCOME_INVALID)
+
+
+class ResourceInUseError(ApiError):
+    """``ResourceInUseException``, HTTP 400: the resource is busy or still used by another."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ResourceInUseException", message, 400, OUTCOME_INVALID)
+
+
+class InvalidNextTokenError(ApiError):
+    """``InvalidNextTokenException``, HTTP 400: a List call's ``nextToken`` is not one we gave out."""
+
+    def __init__(self, message: str = "The nextToken is not valid") -> None:
+        super().__init__("InvalidNextTokenException", message, 400, OUTCOME_INVALID)
+
+
+class UnsupportedOperationError(ApiError):
+    """``UnknownOperationException``, HTTP 400: an operation of the real API the emulator does not serve."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            "UnknownOperationException",
+            f"The Personalize emulator does not implement {operation}",
+            400,
+            OUTCOME_INVALID,
+        )

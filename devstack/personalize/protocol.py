@@ -15,10 +15,11 @@ counted in the stats under its outcome.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, Literal
 
 from starlette.requests import Request
@@ -30,7 +31,8 @@ from devstack.personalize.errors import OUTCOME_OK, ApiError, InternalFailureErr
 logger = logging.getLogger("devstack.personalize.protocol")
 
 ProtocolName = Literal["rest-json", "json-1.1"]
-Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
+#: An operation: takes the decoded body, returns the result (or an awaitable of it) or raises ApiError.
+Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any] | None] | None]
 
 ERROR_NAMESPACE: Final = "http://internal.amazon.com/coral/com.amazonaws.personalize/"
 REST_JSON_CONTENT_TYPE: Final = "application/json"
@@ -90,6 +92,8 @@ async def dispatch(
         return error_response(decision.error, request_id, protocol)
     try:
         result = handler(decode_body(raw))
+        if inspect.isawaitable(result):
+            result = await result
     except ApiError as error:
         count(operation, error.outcome)
         if logger.isEnabledFor(logging.DEBUG):

@@ -21,7 +21,12 @@ from typing import Final
 
 import uvicorn
 
-from devstack.personalize.app import EmulatorConfig, create_app, create_emulator
+from devstack.personalize.app import ControlSettings, EmulatorConfig, create_app, create_emulator
+from devstack.personalize.control.plane import (
+    DEFAULT_AUTO_TRAINING_DAY_SECONDS,
+    DEFAULT_AUTO_TRAINING_DELAY_SECONDS,
+    DEFAULT_STEP_SECONDS,
+)
 from devstack.personalize.logs import configure_logging
 from devstack.personalize.quota import DEFAULT_PUT_EVENTS_PER_SECOND
 from devstack.personalize.state import USE_DEFAULT, QuotaSetting
@@ -49,6 +54,23 @@ def parse_quota(text: str) -> float | None:
     return value or None
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
 def parse_tracker_spec(text: str) -> tuple[str, QuotaSetting]:
     """``ID`` (default quota) or ``ID:QUOTA`` -> (trackingId, quota)."""
     tracking_id, sep, quota_text = text.rpartition(":")
@@ -65,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line options of the emulator."""
     parser = argparse.ArgumentParser(
         prog="python -m devstack.personalize",
-        description="Amazon Personalize emulator (events API, inspection and fault-injection API).",
+        description=(
+            "Amazon Personalize emulator: events, runtime and control-plane APIs with local recipes, "
+            "an inspection and fault-injection API."
+        ),
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
@@ -92,6 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--region", default="us-east-1", help="region used in ARNs (default us-east-1)")
     parser.add_argument("--account-id", default="000000000000", help="account used in ARNs")
     parser.add_argument("--seed", type=int, help="seed of the fault injector's random draws")
+    parser.add_argument(
+        "--s3-endpoint-url",
+        help="S3 endpoint for dataset import and batch inference jobs (default: AWS_ENDPOINT_URL_S3, "
+        "AWS_ENDPOINT_URL, else real S3)",
+    )
+    parser.add_argument(
+        "--step-seconds",
+        type=_non_negative,
+        default=DEFAULT_STEP_SECONDS,
+        metavar="SECONDS",
+        help="time between status steps of control-plane resources (default 0.2; 0 = instantaneous)",
+    )
+    parser.add_argument(
+        "--auto-training-delay-seconds",
+        type=_non_negative,
+        default=DEFAULT_AUTO_TRAINING_DELAY_SECONDS,
+        metavar="SECONDS",
+        help="from a solution's ACTIVE to its first automatic training (default 3600, as the service)",
+    )
+    parser.add_argument(
+        "--auto-training-day-seconds",
+        type=_positive,
+        default=DEFAULT_AUTO_TRAINING_DAY_SECONDS,
+        metavar="SECONDS",
+        help="the length of a day in automatic training schedules rate(N days) (default 86400)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default info"
     )
@@ -149,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         trackers=list(args.trackers),
         data_dir=args.data_dir,
         seed=args.seed,
+        s3_endpoint_url=args.s3_endpoint_url,
+        control=ControlSettings(
+            step_seconds=args.step_seconds,
+            auto_training_delay_seconds=args.auto_training_delay_seconds,
+            auto_training_day_seconds=args.auto_training_day_seconds,
+        ),
     )
     try:
         emulator = create_emulator(config)

@@ -270,6 +270,12 @@ class Store:
         self.stats = Stats()
         #: Trackers given at start-up (CLI), restored by :meth:`reset`: (trackingId, quota).
         self.startup_trackers: list[tuple[str, QuotaSetting]] = []
+        #: Called with (tracker, request) after a PutEvents call is accepted (the control plane's models).
+        self.event_listeners: list[Callable[[Tracker, PutEventsInput], None]] = []
+        #: Called with (log name ``items``/``users``, request) after PutItems/PutUsers is accepted.
+        self.record_listeners: list[Callable[[str, PutRecordsInput], None]] = []
+        #: Called with the ``trackers`` flag of :meth:`reset` (the control plane forgets its resources).
+        self.reset_listeners: list[Callable[[bool], None]] = []
 
     # ----------------------------------------------------------------------------------------- arns
 
@@ -428,6 +434,11 @@ class Store:
         self.stats.note_events(request.tracking_id, (event.event_id for event in request.events))
         if self.persistence is not None:
             self.persistence.append(log.name, log.fields, rows)
+        if self.event_listeners:
+            tracker = self.trackers.get(request.tracking_id)
+            if tracker is not None:
+                for listener in self.event_listeners:
+                    listener(tracker, request)
 
     def accept_records(self, log: RecordLog, request: PutRecordsInput) -> None:
         """Store the items or users of an accepted PutItems/PutUsers call (``log``: items or users)."""
@@ -439,6 +450,8 @@ class Store:
         log.rows.extend(rows)
         if self.persistence is not None:
             self.persistence.append(log.name, log.fields, rows)
+        for listener in self.record_listeners:
+            listener(log.name, request)
 
     def clear_records(self) -> None:
         """Forget every accepted event, item and user (memory and disk) and the counts derived from them."""
@@ -452,6 +465,8 @@ class Store:
         """Clear records and stats; with ``trackers``, restore the start-up trackers and no others."""
         self.clear_records()
         self.stats.calls = {}
+        for listener in self.reset_listeners:
+            listener(trackers)
         if trackers:
             self.trackers.clear()
             self.buckets.clear()
