@@ -144,7 +144,7 @@ def moto_server(settings: DevStackSettings, state_dir: Path, port: int) -> Launc
     )
 
 
-def personalize_emulator(settings: DevStackSettings, state_dir: Path) -> Launch:
+def personalize_emulator(settings: DevStackSettings, state_dir: Path, *, s3_endpoint_url: str | None = None) -> Launch:
     port_file = (state_dir / "personalize.port").resolve()
     data_dir = (state_dir / "personalize-data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +164,8 @@ def personalize_emulator(settings: DevStackSettings, state_dir: Path) -> Launch:
         "--tracker",
         settings.tracking_id,
     ]
+    if s3_endpoint_url:
+        argv += ["--s3-endpoint-url", s3_endpoint_url]
     return Launch(
         name=PERSONALIZE,
         argv=argv,

@@ -357,6 +357,9 @@ class DevStack:
         self._save_state(state)
 
         makers: dict[str, Callable[[], services.Launch]] = {}
+        # The emulator reads datasets from and writes batch output to S3: moto's, or the upstream's.
+        moto_port = free_port(host)
+        s3_endpoint = settings.aws_upstream or f"http://{host}:{moto_port}"
         if settings.aws_upstream is None:
             try:
                 services.require_kinesis_local(settings)
@@ -365,9 +368,11 @@ class DevStack:
             makers[services.KINESIS] = lambda: services.kinesis_mock(
                 settings, self.state_dir, free_port(host), free_port(host)
             )
-            makers[services.MOTO] = lambda: services.moto_server(settings, self.state_dir, free_port(host))
+            makers[services.MOTO] = lambda: services.moto_server(settings, self.state_dir, moto_port)
         if settings.personalize:
-            makers[services.PERSONALIZE] = lambda: services.personalize_emulator(settings, self.state_dir)
+            makers[services.PERSONALIZE] = lambda: services.personalize_emulator(
+                settings, self.state_dir, s3_endpoint_url=s3_endpoint
+            )
 
         # Launch everything at once, then wait for each: start-up time is the slowest one's, not the sum.
         launched: dict[str, tuple[services.Launch, Spawned]] = {}
