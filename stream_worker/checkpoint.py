@@ -74,12 +74,25 @@ class CheckpointStep:
         log.debug("checkpointed", extra={"sequence": position.sequence_number})
         return True
 
-    def checkpoint_shard_end(self, checkpointer: Checkpointer) -> None:
-        """The final checkpoint of an ended shard (lets KCL start its children)."""
-        try:
-            checkpointer.checkpoint()
-        except Exception as exc:
-            name = str(getattr(exc, "value", type(exc).__name__))
-            self._telemetry.checkpoint("lease_lost" if name in _LEASE_LOST else "error")
-            raise
-        self._telemetry.checkpoint("ok", time.time())
+    def checkpoint_shard_end(self, checkpointer: Checkpointer, *, attempts: int = 6, pause: float = 0.5) -> None:
+        """The final checkpoint of an ended shard (lets KCL start its children).
+
+        A throttled or failed checkpoint is tried again (``attempts`` in all, the pause doubling);
+        raises LeaseLostError if the lease is gone, or the last error once attempts run out.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                checkpointer.checkpoint()
+            except Exception as exc:
+                name = str(getattr(exc, "value", type(exc).__name__))
+                if name in _LEASE_LOST:
+                    self._telemetry.checkpoint("lease_lost")
+                    raise LeaseLostError(name) from exc
+                self._telemetry.checkpoint("throttled" if "Throttling" in name else "error")
+                if attempt == attempts:
+                    raise
+                log.warning("SHARD_END checkpoint failed; retrying", extra={"error": name, "attempt": attempt})
+                time.sleep(pause * 2 ** (attempt - 1))
+                continue
+            self._telemetry.checkpoint("ok", time.time())
+            return

@@ -36,6 +36,23 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: tty)"
     )
+
+    produce = commands.add_parser("produce", help="put a captured clickstream file into a Kinesis stream")
+    produce.add_argument("file", type=Path, help="JSON lines or a Kinesis records capture, optionally gzip")
+    produce.add_argument("--stream", help="the stream (default: STREAM_WORKER_STREAM_NAME)")
+    produce.add_argument("--rate", type=float, help="at most this many records per second")
+    produce.add_argument("--summary-json", type=Path, help="write the counts to this file")
+    produce.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: tty)"
+    )
+
+    run = commands.add_parser(
+        "run", help="the container entrypoint: the KCL daemon, /metrics, /healthz, /readyz, graceful shutdown"
+    )
+    run.add_argument("--metrics-port", type=int, help="overrides STREAM_WORKER_METRICS_PORT")
+    run.add_argument(
+        "--print-properties", action="store_true", help="print the KCL properties file that would be used, and exit"
+    )
     return parser
 
 
@@ -50,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "replay":
             return _replay(args)
+        if args.command == "produce":
+            return _produce(args)
+        if args.command == "run":
+            return _run(args)
     except FatalConfigurationError as exc:
         log.critical(str(exc))
         print(f"stream-worker: {exc}", file=sys.stderr)
@@ -76,3 +97,46 @@ def _replay(args: argparse.Namespace) -> int:
         write_summary(summary, args.summary_json)
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0 if summary["drained"] else 1
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from clickstream.capture import CaptureError
+    from stream_worker.errors import RetryableError
+    from stream_worker.produce import kinesis_client, produce, write_summary
+
+    settings = load_settings(stream_name=args.stream)
+    if not args.file.is_file():
+        print(f"stream-worker: {args.file} is not a readable file", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.rate is not None and args.rate <= 0:
+        print("stream-worker: --rate must be positive", file=sys.stderr)
+        return EXIT_CONFIG
+    client = kinesis_client(settings.region)
+    try:
+        summary = produce(args.file, settings.stream_name, client=client, rate=args.rate, progress=args.progress)
+    except CaptureError as exc:
+        print(f"stream-worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RetryableError as exc:
+        log.error(str(exc))
+        print(f"stream-worker: {exc}", file=sys.stderr)
+        return 1
+    if args.summary_json:
+        write_summary(summary, args.summary_json)
+    print(json.dumps(summary.to_json(), indent=2, sort_keys=True))
+    return 0 if summary.failed_records == 0 else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream_worker.supervisor import Supervisor
+
+    settings = load_settings(metrics_port=args.metrics_port)
+    supervisor = Supervisor(settings)
+    if args.print_properties:
+        print(supervisor.properties_text(), end="")
+        return 0
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

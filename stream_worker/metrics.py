@@ -107,6 +107,14 @@ class WorkerMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        # The supervisor's /readyz: a shard inside process_records for too long is stuck.
+        self.processing_since = Gauge(
+            "stream_worker_process_records_since_timestamp_seconds",
+            "Unix time the shard's current process_records call began; 0 between calls",
+            ("shard",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
 
 
 _default: WorkerMetrics | None = None
@@ -191,6 +199,10 @@ class Telemetry:
     def limits(self, concurrency: float, rate: float | None) -> None:
         self.metrics.concurrency_limit.labels(self.shard).set(concurrency)
         self.metrics.rate_limit.labels(self.shard).set(rate or 0.0)
+
+    def processing_records(self, since: float | None) -> None:
+        """``since``: when the current process_records call began; None when it returned."""
+        self.metrics.processing_since.labels(self.shard).set(since or 0.0)
 
     def behind_latest(self, millis: float) -> None:
         self.metrics.behind_latest.labels(self.shard).set(millis / 1000.0)

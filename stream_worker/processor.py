@@ -136,6 +136,7 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
             checkpointer = process_records_input.checkpointer
             if self._lease_lost:
                 return
+            pipeline.telemetry.processing_records(time.time())
             records = [to_input_record(r) for r in process_records_input.records]
             if records:
                 pipeline.accept(records)
@@ -145,6 +146,7 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
                 pipeline.set_backlog(float(behind) > self.settings.backlog_threshold_seconds * 1000)
             pipeline.wait_for_capacity(lambda: self._checkpoint(checkpointer))
             self._checkpoint(checkpointer)
+            pipeline.telemetry.processing_records(None)
         except BaseException:
             self._crash("process_records")
 
@@ -168,7 +170,12 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
                     self._on_fatal(pipeline.fatal)
                 log.warning("shard end without a full drain; not checkpointing", extra={"shard": self.shard_id})
                 return
-            self._checkpoints.checkpoint_shard_end(shard_ended_input.checkpointer)
+            try:
+                self._checkpoints.checkpoint_shard_end(shard_ended_input.checkpointer)
+            except LeaseLostError:
+                log.warning("lease lost at shard end; another worker will finish it", extra={"shard": self.shard_id})
+                pipeline.close()
+                return
             log.info(
                 "shard ended: drained and checkpointed at SHARD_END",
                 extra={"shard": self.shard_id, "drain_seconds": round(time.monotonic() - started, 3)},

@@ -1,0 +1,409 @@
+"""The supervisor's parts without Java: the daemon's log lines, the children's metric files, and the
+signal and exit-code logic of ``stream-worker run`` around a stand-in daemon (a small Python script
+given as STREAM_WORKER_JAVA). ``tests/integration/test_supervisor.py`` runs the real daemon."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+
+from stream_worker.logs import JsonFormatter
+from stream_worker.settings import load_settings
+from stream_worker.supervisor import ChildMetrics, DaemonOutput, Supervisor, format_slf4j, stuck_shards
+
+#: Lines the KCL 3.1.3 daemon wrote on stdout with the supervisor's logback configuration (captured
+#: against the local stack; the last one's stack frames trimmed to two per exception).
+KCL_STDOUT = r"""
+{"sequenceNumber":0,"timestamp":1796418582877,"nanoseconds":877720258,"level":"INFO","threadName":"multi-lang-daemon-0000","loggerName":"software.amazon.kinesis.coordinator.Scheduler","context":{"name":"default","birthdate":1796418563495,"properties":{}},"mdc": {},"message":"Initialization complete. Starting worker loop.","throwable":null}
+{"sequenceNumber":0,"timestamp":1796418596012,"nanoseconds":12351241,"level":"ERROR","threadName":"multi-lang-daemon-0001","loggerName":"software.amazon.kinesis.multilang.DrainChildSTDERRTask","context":{"name":"default","birthdate":1796418563495,"properties":{}},"mdc": {},"message":"Received error line from subprocess [{}] for shard {}","arguments": ["{\"ts\":1796418596.009,\"level\":\"info\",\"logger\":\"stream_worker.processor\",\"msg\":\"shard processor started\",\"pid\":23179,\"shard\":\"shardId-000000000002\",\"from\":\"TRIM_HORIZON\"}","shardId-000000000002"],"throwable":null}
+{"sequenceNumber":0,"timestamp":1796418599652,"nanoseconds":652331485,"level":"INFO","threadName":"ShardRecordProcessor-0002","loggerName":"software.amazon.kinesis.multilang.MultiLangShardRecordProcessor","context":{"name":"default","birthdate":1796418563495,"properties":{}},"mdc": {},"message":"Child process exited with value: {}","arguments": ["0"],"throwable":null}
+{"sequenceNumber":0,"timestamp":1796418583082,"nanoseconds":82132239,"level":"WARN","threadName":"lam-thread","loggerName":"software.amazon.kinesis.coordinator.assignment.LeaseAssignmentManager","context":{"name":"default","birthdate":1796418563495,"properties":{}},"mdc": {},"message":"Not able to assign all expiredOrUnAssignedLeases","throwable":null}
+{"sequenceNumber":0,"timestamp":1796418600520,"nanoseconds":520151820,"level":"INFO","threadName":"Thread-1","loggerName":"software.amazon.kinesis.multilang.MultiLangDaemon","context":{"name":"default","birthdate":1796418563495,"properties":{}},"mdc": {},"message":"Process shutdown is complete.","throwable":null}
+{"sequenceNumber":0,"timestamp":1796418150218,"nanoseconds":218198919,"level":"ERROR","threadName":"multi-lang-daemon-0000","loggerName":"software.amazon.kinesis.coordinator.Scheduler","context":{"name":"default","birthdate":1796418145288,"properties":{}},"mdc":{},"message":"Caught exception when initializing LeaseCoordinator","throwable":{"className":"java.lang.RuntimeException","message":"software.amazon.awssdk.core.exception.SdkClientException: Unable to execute HTTP request: Connection refused: /127.0.0.1:1 (SDK Attempt Count: 9)","stepArray":[{"className":"software.amazon.kinesis.retrieval.AWSExceptionManager","methodName":"apply","fileName":"AWSExceptionManager.java","lineNumber":68},{"className":"software.amazon.kinesis.leases.dynamodb.DynamoDBLeaseRefresher","methodName":"describeLeaseTable","fileName":"DynamoDBLeaseRefresher.java","lineNumber":297}],"cause":{"className":"software.amazon.awssdk.core.exception.SdkClientException","message":"Unable to execute HTTP request: Connection refused: /127.0.0.1:1 (SDK Attempt Count: 9)","stepArray":[{"className":"software.amazon.awssdk.core.exception.SdkClientException$BuilderImpl","methodName":"build","fileName":"SdkClientException.java","lineNumber":130},{"className":"software.amazon.awssdk.core.exception.SdkClientException$BuilderImpl","methodName":"build","fileName":"SdkClientException.java","lineNumber":95}],"commonFramesCount":3,"cause":{"className":"io.netty.channel.AbstractChannel$AnnotatedConnectException","message":"Connection refused: /127.0.0.1:1","stepArray":[],"cause":{"className":"java.net.ConnectException","message":"Connection refused","stepArray":[{"className":"sun.nio.ch.Net","methodName":"pollConnect","fileName":"Net.java","lineNumber":-2},{"className":"sun.nio.ch.Net","methodName":"pollConnectNow","fileName":"Net.java","lineNumber":672}]}}}}}
+"""  # noqa: E501
+CHILD_STDERR = (
+    '{"ts":1796418596.009,"level":"info","logger":"stream_worker.processor","msg":"shard processor started",'
+    '"pid":23179,"shard":"shardId-000000000002","from":"TRIM_HORIZON"}'
+)
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[DaemonOutput, Captured]]:
+    logger = logging.getLogger("test.daemon")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    handler = Captured()
+    logger.addHandler(handler)
+    try:
+        yield DaemonOutput(daemon_pid=4242, logger=logger), handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_kcl_lines_come_out_with_their_level_and_formatted_message(relay: tuple[DaemonOutput, Captured]) -> None:
+    output, captured = relay
+    for line in KCL_STDOUT.strip().splitlines():
+        output.kcl_line(line)
+    got = [(r.levelname, r.name.rsplit(".", 1)[-1], r.getMessage()) for r in captured.records]
+    assert got == [
+        ("INFO", "Scheduler", "Initialization complete. Starting worker loop."),
+        ("INFO", "MultiLangShardRecordProcessor", "Child process exited with value: 0"),
+        ("WARNING", "LeaseAssignmentManager", "Not able to assign all expiredOrUnAssignedLeases"),
+        ("INFO", "MultiLangDaemon", "Process shutdown is complete."),
+        ("ERROR", "Scheduler", "Caught exception when initializing LeaseCoordinator"),
+    ]  # the "Received error line from subprocess" duplicate is gone
+    assert output.initialized.is_set()
+    assert output.child_exited.is_set()
+    assert output.shutdown_complete.is_set()
+    assert not output.shutdown_failed.is_set()
+    first = captured.records[0]
+    assert first.created == pytest.approx(1796418582.877)
+    assert first.process == 4242
+    assert first.__dict__["java_thread"] == "multi-lang-daemon-0000"
+    error = captured.records[-1].__dict__["exc"]
+    assert error.startswith("java.lang.RuntimeException: software.amazon.awssdk.core.exception.SdkClientException")
+    assert "caused by: java.net.ConnectException: Connection refused at sun.nio.ch.Net.pollConnect" in error
+    assert output.lines_by_level() == {"info": 3, "warning": 1, "error": 1}
+
+
+def test_kcl_lines_below_the_kcl_level_are_noticed_but_not_emitted() -> None:
+    logger = logging.getLogger("test.daemon.quiet")
+    logger.propagate = False
+    handler = Captured()
+    logger.addHandler(handler)
+    output = DaemonOutput(daemon_pid=1, logger=logger, kcl_level="WARN")
+    for line in KCL_STDOUT.strip().splitlines():
+        output.kcl_line(line)
+    logger.removeHandler(handler)
+    assert [r.levelname for r in handler.records] == ["WARNING", "ERROR"]
+    assert output.initialized.is_set()
+    assert output.shutdown_complete.is_set()
+
+
+def test_a_child_line_is_re_emitted_as_the_child_wrote_it(relay: tuple[DaemonOutput, Captured]) -> None:
+    output, captured = relay
+    output.stderr_line(CHILD_STDERR)
+    (record,) = captured.records
+    assert json.loads(JsonFormatter().format(record)) == json.loads(CHILD_STDERR)
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("Picked up JAVA_TOOL_OPTIONS: -Xmx512m", "INFO"),
+        ('Exception in thread "main" java.lang.IllegalArgumentException: bad', "ERROR"),
+        ("Traceback (most recent call last):", "ERROR"),
+        ("some unexpected output", "WARNING"),
+    ],
+)
+def test_other_stderr_lines_get_a_level_by_their_look(
+    line: str, level: str, relay: tuple[DaemonOutput, Captured]
+) -> None:
+    output, captured = relay
+    output.stderr_line(line)
+    assert [(r.levelname, r.getMessage(), r.__dict__["source"]) for r in captured.records] == [
+        (level, line, "daemon-stderr")
+    ]
+
+
+def test_slf4j_placeholders() -> None:
+    assert format_slf4j("a {} b {}", ["1", 2]) == "a 1 b 2"
+    assert format_slf4j("escaped \\{} and {}", ["x"]) == "escaped {} and x"
+    assert format_slf4j("missing {} {}", ["only"]) == "missing only {}"
+
+
+def test_a_shard_inside_process_records_too_long_is_stuck() -> None:
+    family = GaugeMetricFamily("stream_worker_process_records_since_timestamp_seconds", "", labels=["shard"])
+    family.add_metric(["shardId-000000000000"], 0.0)  # between calls
+    family.add_metric(["shardId-000000000001"], 1000.0)  # inside for 500 s
+    family.add_metric(["shardId-000000000002"], 1400.0)  # inside for 100 s
+    other = GaugeMetricFamily("stream_worker_last_checkpoint_timestamp_seconds", "", labels=["shard"])
+    other.add_metric(["shardId-000000000003"], 1.0)
+    assert stuck_shards([family, other], now=1500.0, threshold=300.0) == {"shardId-000000000001": 500.0}
+
+
+def test_dead_children_lose_their_live_gauges_and_keep_their_counters(tmp_path: Path) -> None:
+    metrics = ChildMetrics(tmp_path / "prometheus")
+    metrics.reset()
+    (metrics.path / "counter_999999.db").write_bytes(b"stale from an earlier run")
+    metrics.reset()
+    assert list(metrics.path.iterdir()) == []
+    child = textwrap.dedent(
+        """
+        from stream_worker.metrics import WorkerMetrics, Telemetry
+        telemetry = Telemetry(WorkerMetrics(), "shardId-000000000000")
+        telemetry.records_received(3)
+        telemetry.processing_records(1234.0)
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics.path)}
+    subprocess.run([sys.executable, "-c", child], env=env, check=True, timeout=60)
+    names = {file.name.rsplit("_", 1)[0] for file in metrics.path.glob("*.db")}
+    assert {"counter", "gauge_livemax"} <= names
+    assert metrics.sweep() == 0
+    assert metrics.exits == 1
+    names = {file.name.rsplit("_", 1)[0] for file in metrics.path.glob("*.db")}
+    assert "counter" in names
+    assert not any(name.startswith("gauge_live") for name in names)
+    families = {family.name: family for family in metrics.collect()}
+    assert families["stream_worker_records"].samples[0].value == 3
+    assert "stream_worker_process_records_since_timestamp_seconds" not in families
+    assert metrics.sweep() == 0
+    assert metrics.exits == 1  # counted once
+
+
+def test_health_and_readiness_before_the_daemon_starts() -> None:
+    supervisor = Supervisor(load_settings(), environ={})
+    alive, health = supervisor.health()
+    assert not alive
+    assert health["status"] == "down"
+    ready, body = supervisor.readiness()
+    assert not ready
+    assert "the KCL daemon is not running" in body["reasons"]
+    assert "the KCL worker has not finished initializing" in body["reasons"]
+
+
+# -- `stream-worker run` around a stand-in daemon ------------------------------------------------------
+
+FAKE_DAEMON = """\
+#!{python}
+# Stands in for `java -cp ... MultiLangDaemon --properties-file F --log-configuration L`.
+import json, os, signal, subprocess, sys, time
+
+mode = os.environ["FAKE_DAEMON_MODE"]
+record = {{"argv": sys.argv[1:], "pid": os.getpid(), "pgid": os.getpgid(0),
+          "multiproc": os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+          "properties": open(sys.argv[sys.argv.index("--properties-file") + 1]).read()}}
+
+def log(level, message, *arguments):
+    print(json.dumps({{"timestamp": int(time.time() * 1000), "level": level, "threadName": "main",
+                      "loggerName": "software.amazon.kinesis.Fake", "mdc": {{}}, "message": message,
+                      "arguments": list(arguments), "throwable": None}}), flush=True)
+
+def on_term(signum, frame):
+    if mode == "stubborn":
+        log("INFO", "ignoring SIGTERM")
+        return
+    log("INFO", "Process terminated, will initiate shutdown.")
+    log("INFO", "Process shutdown is complete.")
+    os._exit(143)
+
+signal.signal(signal.SIGTERM, on_term)
+if mode == "dies":
+    child = subprocess.Popen(["sleep", "300"])
+    record["child"] = child.pid
+with open(os.environ["FAKE_DAEMON_RECORD"], "w") as out:
+    json.dump(record, out)
+log("INFO", "Initialization complete. Starting worker loop.")
+print('{{"ts":1.5,"level":"warning","logger":"stream_worker.processor","msg":"from a child","pid":7}}',
+      file=sys.stderr, flush=True)
+if mode == "dies":
+    time.sleep(1.0)
+    os._exit(1)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, None
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+class FakeRun:
+    def __init__(self, tmp_path: Path, mode: str) -> None:
+        self.tmp_path = tmp_path
+        java = tmp_path / "fake-java"
+        java.write_text(FAKE_DAEMON.format(python=sys.executable), encoding="utf-8")
+        java.chmod(0o755)
+        jars = tmp_path / "jars"
+        jars.mkdir()
+        (jars / "amazon-kinesis-client-multilang-3.1.3.jar").write_bytes(b"")
+        self.record_path = tmp_path / "daemon.json"
+        self.log_path = tmp_path / "supervisor.log"
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_WORKER_", "PROMETHEUS_MULTIPROC"))}
+        env.update(
+            {
+                "FAKE_DAEMON_MODE": mode,
+                "FAKE_DAEMON_RECORD": str(self.record_path),
+                "AWS_REGION": "us-east-1",
+                "STREAM_WORKER_JAVA": str(java),
+                "STREAM_WORKER_KCL_JARS_DIR": str(jars),
+                "STREAM_WORKER_METRICS_ADDRESS": "127.0.0.1",
+                "STREAM_WORKER_METRICS_PORT": str(self.port),
+                "STREAM_WORKER_WORKER_ID": "fake-worker",
+            }
+        )
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_worker.cli", "run"], env=env, stdout=log, stderr=log
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def daemon(self) -> dict[str, Any]:
+        def written() -> dict[str, Any] | None:
+            assert self.process.poll() is None, self.logs()
+            try:
+                return dict(json.loads(self.record_path.read_text()))
+            except (OSError, ValueError):
+                return None
+
+        return dict(wait_until(written, 30, "the stand-in daemon to start"))
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def fake_run(tmp_path: Path) -> Iterator[Callable[[str], FakeRun]]:
+    runs: list[FakeRun] = []
+
+    def start(mode: str) -> FakeRun:
+        (tmp_path / mode).mkdir()
+        run = FakeRun(tmp_path / mode, mode)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.close()
+
+
+def test_sigterm_is_forwarded_and_a_graceful_stop_exits_0(fake_run: Callable[[str], FakeRun]) -> None:
+    run = fake_run("graceful")
+    daemon = run.daemon()
+    assert daemon["pgid"] == daemon["pid"]  # its own process group: a terminal's Ctrl-C does not reach it
+    argv = daemon["argv"]
+    assert argv[:3] == ["-cp", str(run.tmp_path / "jars" / "*"), "software.amazon.kinesis.multilang.MultiLangDaemon"]
+    assert argv[3] == "--properties-file" and argv[5] == "--log-configuration"
+    assert "workerId = fake-worker\n" in daemon["properties"]
+    assert daemon["multiproc"] and Path(daemon["multiproc"]).is_dir()
+
+    wait_until(lambda: get(run.url + "/readyz")[0] == 200, 30, "/readyz to answer 200")
+    status, body = get(run.url + "/healthz")
+    assert status == 200
+    assert json.loads(body)["daemon_pid"] == daemon["pid"]
+    status, body = get(run.url + "/metrics")
+    assert status == 200
+    assert b"stream_worker_daemon_up 1.0" in body
+    assert b"stream_worker_daemon_initialized 1.0" in body
+    assert get(run.url + "/nowhere")[0] == 404
+
+    run.process.send_signal(signal.SIGTERM)
+    assert run.process.wait(timeout=30) == 0
+    messages = {entry["msg"]: entry for entry in run.logs()}
+    assert messages["the KCL daemon stopped gracefully"]["kcl_confirmed"] is True
+    assert messages["the KCL daemon stopped gracefully"]["daemon_exit_code"] == 143
+    assert messages["from a child"]["level"] == "warning"
+    assert messages["from a child"]["pid"] == 7
+
+
+def test_a_daemon_that_dies_ends_the_supervisor_with_1_and_its_children_too(
+    fake_run: Callable[[str], FakeRun],
+) -> None:
+    run = fake_run("dies")
+    daemon = run.daemon()
+    assert run.process.wait(timeout=30) == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(daemon["child"], 0)
+    messages = [entry["msg"] for entry in run.logs()]
+    assert "the KCL daemon exited on its own" in messages
+    assert "stopping shard processes the KCL daemon left behind" in messages
+
+
+def test_a_second_signal_kills_a_daemon_that_does_not_stop(fake_run: Callable[[str], FakeRun]) -> None:
+    run = fake_run("stubborn")
+    run.daemon()
+    wait_until(lambda: get(run.url + "/readyz")[0] == 200, 30, "/readyz to answer 200")
+    run.process.send_signal(signal.SIGINT)
+    wait_until(
+        lambda: any(e["msg"] == "ignoring SIGTERM" for e in run.logs()), 30, "the daemon to get the forwarded SIGTERM"
+    )
+    status, body = get(run.url + "/readyz")
+    assert status == 503
+    assert "shutting down" in json.loads(body)["reasons"]
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(timeout=30) == 1
+    messages = [entry["msg"] for entry in run.logs()]
+    assert "second signal: killing the KCL daemon now" in messages
+    assert "the KCL daemon was killed: shutdown was not graceful" in messages
+
+
+@pytest.mark.parametrize("problem", ["java", "jars", "port"])
+def test_what_stops_run_from_starting_is_named_and_exits_2(problem: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_WORKER_", "PROMETHEUS_MULTIPROC"))}
+    env.update({"AWS_REGION": "us-east-1", "STREAM_WORKER_METRICS_ADDRESS": "127.0.0.1"})
+    env["STREAM_WORKER_RUN_DIR"] = str(tmp_path / "run")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        if problem == "java":
+            env["STREAM_WORKER_JAVA"] = str(tmp_path / "no-such-java")
+            named = "STREAM_WORKER_JAVA"
+        elif problem == "jars":
+            env["STREAM_WORKER_KCL_JARS_DIR"] = str(tmp_path)
+            named = "STREAM_WORKER_KCL_JARS_DIR"
+        else:
+            env["STREAM_WORKER_METRICS_PORT"] = str(taken.getsockname()[1])
+            named = "STREAM_WORKER_METRICS_PORT"
+        result = subprocess.run(
+            [sys.executable, "-m", "stream_worker.cli", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert not (tmp_path / "run").exists()
