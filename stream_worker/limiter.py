@@ -81,7 +81,6 @@ class AdaptiveLimiter:
                         if self._rate is not None:
                             self._next_slot = max(self._next_slot, now - 0.05) + 1.0 / self._rate
                         self._in_use += 1
-                        self._starts.append(now)
                         return True
                     self._lock.wait(min(self._next_slot - now, 0.1))
                 else:
@@ -95,6 +94,9 @@ class AdaptiveLimiter:
             if throttled:
                 self._on_throttle(now)
             elif succeeded:
+                # The achieved rate counts accepted calls only: fast failures (an outage's 503s)
+                # would inflate it and set the rate limit far above what the service takes.
+                self._starts.append(now)
                 self._limit = min(self._max, self._limit + 1.0 / self._limit)
                 if self._rate is not None:
                     # ~rate successes a second: grow by max(growth * rate, 1) calls/s per second

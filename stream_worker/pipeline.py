@@ -116,6 +116,7 @@ class ShardPipeline:
         handle = context.handle
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
+            self.telemetry.events_received(1)  # one undecodable unit, so the totals add up
             self._dead_letter(context, decoded, record.data, None)
             self.tracker.seal(handle)
             return

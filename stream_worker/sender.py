@@ -120,6 +120,9 @@ class PutEventsSender:
         self._clock = clock
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="put-events")
+        # A batch is handed to the pool only when a thread can run it at once: a batch queued
+        # behind busy threads would hold a call slot that the running (retrying) ones need.
+        self._threads = threading.BoundedSemaphore(max_workers)
         self._fatal_reported = False
         self._fatal_lock = threading.Lock()
         self._dispatcher = threading.Thread(target=self._dispatch, name="put-events-dispatch", daemon=True)
@@ -141,11 +144,15 @@ class PutEventsSender:
             while not self._stop.is_set():
                 if not self._batches.wait_ready(0.25):
                     continue
+                if not self._threads.acquire(timeout=0.25):
+                    continue
                 if not self._limiter.acquire(self._stop):
+                    self._threads.release()
                     return
                 batch = self._batches.take(timeout=0)
                 if batch is None:  # only the dispatcher takes, so this is not expected
                     self._limiter.release()
+                    self._threads.release()
                     continue
                 self._pool.submit(self._guarded, batch)
         except Exception as exc:
@@ -171,6 +178,8 @@ class PutEventsSender:
         except Exception as exc:  # a bug must not leave units pending forever
             log.exception("unexpected error in the PutEvents sender")
             self._fatal(FatalConfigurationError(f"unexpected sender error: {exc!r}"), "InternalError")
+        finally:
+            self._threads.release()
 
     def _request(self, batch: Batch) -> dict[str, Any]:
         first = batch[0].event
