@@ -33,3 +33,6 @@ fi
 echo "install: amazon-kclpy with $jars KCL jars"
 
 bash .ci/install-node-deps.sh
+
+# Debian packages the tests use: PostgreSQL (a throwaway cluster for the platform database tests).
+bash .ci/install-postgres.sh

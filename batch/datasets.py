@@ -1,0 +1,256 @@
+"""``batch datasets``: the platform database -> Personalize datasets, schemas and the lobby's catalog.
+
+The data's way: :mod:`.database` (rows, streamed) -> :mod:`.transform` (records, the stream's
+normalization for interactions) -> CSV lines -> :mod:`.sinks` (S3 multipart uploads or a folder), with
+:mod:`.minimums` counting along. Files, under the output prefix or folder:
+
+- ``items.csv``, ``users.csv``, ``interactions.csv``: headers of schema field names, epoch seconds,
+  categorical values joined by ``|``;
+- ``items.schema.json``, ``users.schema.json``, ``interactions.schema.json``: their Avro schemas;
+- ``games.json``: the catalog the lobby shows;
+- ``manifest.json``, written last: counts, drops by reason, the minimums and whether training may start.
+  The previous run's manifest is deleted first, so a manifest is there only beside a complete set of
+  files (a failed run leaves none).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from batch.database import RowSource
+from batch.minimums import InteractionStats, MinimumsReport
+from batch.queries import DatasetQueries, RecordQuery
+from batch.schemas import interactions_schema, items_schema, users_schema
+from batch.sinks import DatasetSink, OutputFile, text_stream
+from batch.transform import InteractionTransform, RecordTransform, catalog_entry
+from clickstream.mapping import EventMapping
+
+ITEMS_CSV: Final = "items.csv"
+USERS_CSV: Final = "users.csv"
+INTERACTIONS_CSV: Final = "interactions.csv"
+CATALOG_JSON: Final = "games.json"
+MANIFEST_JSON: Final = "manifest.json"
+CSV_TYPE: Final = "text/csv; charset=utf-8"
+JSON_TYPE: Final = "application/json"
+
+#: Called with (dataset, rows read so far, done).
+ProgressCallback = Callable[[str, int, bool], None]
+
+
+@dataclass(slots=True)
+class DatasetCounts:
+    """Rows read from the database and records written, for one dataset."""
+
+    read: int = 0
+    written: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"read": self.read, "written": self.written, "dropped": dict(self.dropped.most_common())}
+
+
+@dataclass(slots=True)
+class DatasetsSummary:
+    """What ``batch datasets`` read, wrote and found."""
+
+    database: str
+    items: DatasetCounts = field(default_factory=DatasetCounts)
+    users: DatasetCounts = field(default_factory=DatasetCounts)
+    interactions: DatasetCounts = field(default_factory=DatasetCounts)
+    catalog_games: int = 0
+    files: list[OutputFile] = field(default_factory=list)
+    stats: InteractionStats | None = None
+    seconds: float = 0.0
+
+    @property
+    def minimums(self) -> MinimumsReport:
+        assert self.stats is not None, "the interactions have not been written yet"
+        return self.stats.report()
+
+    def to_json(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "database": self.database,
+            "datasets": {
+                "items": self.items.to_json(),
+                "users": self.users.to_json(),
+                "interactions": {
+                    **self.interactions.to_json(),
+                    "users": stats.users if stats else 0,
+                    "users_with_two_or_more": stats.users_with_two if stats else 0,
+                    "event_types": dict(stats.event_types.most_common()) if stats else {},
+                    "first_timestamp": stats.first_timestamp if stats else None,
+                    "last_timestamp": stats.last_timestamp if stats else None,
+                },
+            },
+            "catalog_games": self.catalog_games,
+            "files": {output.name: {"location": output.location, "bytes": output.size} for output in self.files},
+            "minimums": self.minimums.to_json() if stats else None,
+            "ready_for_training": self.minimums.ok if stats else False,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def lines(self) -> list[str]:
+        def dropped(counts: DatasetCounts) -> str:
+            if not counts.dropped:
+                return ""
+            return "; dropped " + ", ".join(f"{reason} {count:,}" for reason, count in counts.dropped.most_common())
+
+        stats = self.stats
+        lines = [
+            f"database:         {self.database}",
+            f"items:            {self.items.written:,} of {self.items.read:,} rows{dropped(self.items)}",
+            f"users:            {self.users.written:,} of {self.users.read:,} rows{dropped(self.users)}",
+            f"interactions:     {self.interactions.written:,} of {self.interactions.read:,} rows"
+            f"{dropped(self.interactions)}",
+        ]
+        if stats is not None:
+            types = ", ".join(f"{name} {count:,}" for name, count in stats.event_types.most_common()) or "-"
+            lines.append(f"  event types:    {types}")
+            lines.append(f"  users:          {stats.users:,} ({stats.users_with_two:,} with 2 or more)")
+            lines.append(f"  time span:      {stats.span()}")
+        lines.append(f"lobby catalog:    {self.catalog_games:,} games")
+        lines.append("files:")
+        lines.extend(f"  {output.location}  ({output.size:,} bytes)" for output in self.files)
+        lines.append(f"took:             {self.seconds:.1f} s")
+        return lines
+
+
+class _Counted:
+    """Counts rows as they stream by and reports progress every ``every`` rows."""
+
+    def __init__(self, name: str, counts: DatasetCounts, progress: ProgressCallback | None, every: int) -> None:
+        self._name = name
+        self._counts = counts
+        self._progress = progress
+        self._every = max(1, every)
+
+    def __call__(self, rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for row in rows:
+            self._counts.read += 1
+            if self._progress is not None and self._counts.read % self._every == 0:
+                self._progress(self._name, self._counts.read, False)
+            yield row
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress(self._name, self._counts.read, True)
+
+
+class DatasetBuilder:
+    """Writes every dataset file of one run. Build one per run; :meth:`run` returns the summary."""
+
+    def __init__(
+        self,
+        source: RowSource,
+        sink: DatasetSink,
+        queries: DatasetQueries,
+        mapping: EventMapping,
+        *,
+        dedup_memory: int = 200_000,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.queries = queries
+        self.mapping = mapping
+        self.progress = progress
+        self.interaction_transform = InteractionTransform(mapping, queries.interactions.metadata, memory=dedup_memory)
+        self.summary = DatasetsSummary(database=source.shown_url)
+
+    def run(self) -> DatasetsSummary:
+        """Write every file (the manifest last); raises :class:`~batch.errors.BatchError` subclasses."""
+        started = time.monotonic()
+        self.interaction_transform.check(self.queries.interactions.sources)
+        self.sink.check()
+        self.sink.remove(MANIFEST_JSON)
+        item_ids = self._records("items", self.queries.items, ITEMS_CSV, self.summary.items, keep_ids=True)
+        self._records("users", self.queries.users, USERS_CSV, self.summary.users, keep_ids=False)
+        self.summary.stats = self._interactions(item_ids)
+        self._catalog()
+        self._schemas()
+        self.summary.seconds = time.monotonic() - started
+        manifest = json.dumps(self.summary.to_json(), indent=2).encode("utf-8") + b"\n"
+        self.summary.files.append(self.sink.write_bytes(MANIFEST_JSON, manifest, JSON_TYPE))
+        return self.summary
+
+    def _counter(self, name: str, counts: DatasetCounts) -> _Counted:
+        return _Counted(name, counts, self.progress, self.source.chunk_size)
+
+    def _records(
+        self, name: str, query: RecordQuery, file_name: str, counts: DatasetCounts, *, keep_ids: bool
+    ) -> frozenset[str]:
+        transform = RecordTransform(query, what=name)
+        counted = self._counter(name, counts)
+        ids: set[str] = set()
+        with self.sink.open(file_name, CSV_TYPE) as output, text_stream(output) as text:
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(transform.header)
+            for row in counted(self.source.rows(query.sql, what=name)):
+                values = transform.transform(row)
+                if values is None:
+                    continue
+                if keep_ids:
+                    if values[0] in ids:
+                        counts.dropped[f"duplicate {transform.header[0]}"] += 1
+                        continue
+                    ids.add(values[0])
+                writer.writerow(values)
+                counts.written += 1
+        counted.done()
+        counts.dropped.update(transform.dropped)
+        self.summary.files.append(output)
+        return frozenset(ids) if keep_ids else frozenset()
+
+    def _interactions(self, item_ids: frozenset[str]) -> InteractionStats:
+        transform = self.interaction_transform
+        counts = self.summary.interactions
+        stats = InteractionStats(known_items=item_ids)
+        counted = self._counter("interactions", counts)
+        with self.sink.open(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(transform.header)
+            for source in self.queries.interactions.sources:
+                for position, row in enumerate(
+                    counted(self.source.rows(source.sql, what=f"interactions ({source.name})"))
+                ):
+                    record = transform.transform(row, source, position)
+                    if record is None:
+                        continue
+                    writer.writerow(record.csv_values())
+                    stats.add(record)
+                    counts.written += 1
+        counted.done()
+        counts.dropped.update(transform.dropped)
+        self.summary.files.append(output)
+        return stats
+
+    def _catalog(self) -> None:
+        query = self.queries.catalog
+        head = {"version": 1, "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        with self.sink.open(CATALOG_JSON, JSON_TYPE) as output, text_stream(output) as text:
+            # Streamed: '{"version": 1, ..., "games": [' entries ']}'.
+            text.write(json.dumps(head)[:-1] + ', "games": [')
+            for count, row in enumerate(self.source.rows(query.sql, what="catalog")):
+                text.write(("," if count else "") + "\n  " + json.dumps(catalog_entry(row, query.lists)))
+                self.summary.catalog_games += 1
+            text.write("\n]}\n")
+        self.summary.files.append(output)
+
+    def _schemas(self) -> None:
+        schemas = {
+            "items.schema.json": items_schema(self.queries.items.fields),
+            "users.schema.json": users_schema(self.queries.users.fields),
+            "interactions.schema.json": interactions_schema(self.queries.interactions.metadata),
+        }
+        for name, schema in schemas.items():
+            body = json.dumps(schema, indent=2).encode("utf-8") + b"\n"
+            self.summary.files.append(self.sink.write_bytes(name, body, JSON_TYPE))

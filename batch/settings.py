@@ -1,0 +1,109 @@
+"""Batch settings: explicit argument > environment (BATCH_*) > settings file (BATCH_SETTINGS_FILE) > default.
+
+AWS endpoints, region and credentials are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_S3``, ``AWS_REGION`` and the credential chain itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from batch.errors import ConfigurationError
+
+ENV_PREFIX: Final = "BATCH_"
+#: Environment variable naming an optional YAML settings file.
+SETTINGS_FILE_ENV: Final = "BATCH_SETTINGS_FILE"
+#: The platform database of a developer machine (what ``pam db seed`` fills by default).
+DEFAULT_DATABASE_URL: Final = "sqlite:///./.data/platform.db"
+MIB: Final = 1024 * 1024
+
+
+class BatchSettings(BaseSettings):
+    """Where the batch reads the platform data and where the datasets go."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: SecretStr = Field(
+        SecretStr(DEFAULT_DATABASE_URL),
+        description="SQLAlchemy URL of the database the queries read (sqlite:///..., postgresql://...)",
+    )
+    queries_file: Path | None = Field(None, description="the dataset queries (default: batch/default_queries.yaml)")
+    mapping_file: Path | None = Field(None, description="the event-type mapping (default: clickstream's)")
+    s3_bucket: str | None = Field(None, description="bucket the datasets are uploaded to")
+    s3_prefix: str = Field("datasets", description="key prefix (folder) of the datasets in the bucket")
+    region: str | None = Field(None, description="AWS region; default $AWS_REGION / $AWS_DEFAULT_REGION")
+    chunk_size: int = Field(5000, ge=1, le=1_000_000, description="rows fetched from the database at a time")
+    upload_part_mib: int = Field(8, ge=5, le=5120, description="size of one multipart upload part (MiB)")
+    dedup_memory: int = Field(200_000, ge=1, description="eventIds remembered to drop duplicate interactions")
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_parses(cls, value: SecretStr) -> SecretStr:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value.get_secret_value())
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from None
+        return value
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("s3://") or "/" in value:
+            raise ValueError("must be a bucket name only; put the folder in BATCH_S3_PREFIX")
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip().strip("/")
+
+    @property
+    def upload_part_bytes(self) -> int:
+        return self.upload_part_mib * MIB
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get(SETTINGS_FILE_ENV)
+        if settings_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
+        return tuple(sources)
+
+
+def load_settings(**explicit: object) -> BatchSettings:
+    """Settings with ``explicit`` values (None means "not given") on top.
+
+    Raises :class:`ConfigurationError` naming each wrong setting by its environment variable.
+    """
+    given = {name: value for name, value in explicit.items() if value is not None}
+    try:
+        return BatchSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid batch settings: {problems}") from None

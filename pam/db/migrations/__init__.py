@@ -1,0 +1,1 @@
+"""Alembic migrations of the platform database (run them with ``pam db upgrade``)."""
