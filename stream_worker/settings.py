@@ -44,7 +44,7 @@ class WorkerSettings(BaseSettings):
     )
     initial_concurrency: int = Field(4, ge=1, le=256)
     max_concurrency: int = Field(32, ge=1, le=256)
-    high_water_events: int = Field(5000, ge=10)
+    high_water_events: int = Field(10_000, ge=10)
     checkpoint_interval_seconds: float = Field(5.0, ge=0)
     retry_base_seconds: float = Field(0.05, gt=0)
     retry_cap_seconds: float = Field(5.0, gt=0)
