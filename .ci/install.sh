@@ -36,3 +36,5 @@ bash .ci/install-node-deps.sh
 
 # Debian packages the tests use: PostgreSQL (a throwaway cluster for the platform database tests).
 bash .ci/install-postgres.sh
+# Prometheus (the end-to-end tests scrape the worker with a real server).
+bash .ci/install-prometheus.sh

@@ -81,7 +81,9 @@ class ShardPipeline:
         self._on_fatal_hook = on_fatal
         self._wall = wall_clock
         self._clock = clock
-        self._batcher = SessionBatcher(linger, clock, backlog_linger=backlog_linger, max_held=max(10, high_water * 2 // 3))
+        self._batcher = SessionBatcher(
+            linger, clock, backlog_linger=backlog_linger, max_held=max(10, high_water * 2 // 3)
+        )
         self.fatal: FatalConfigurationError | None = None
         self._closed = threading.Event()
         self.sender = sender_factory(self._batcher, self._delivered, self._rejected, self._fatal)

@@ -141,10 +141,19 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
             if records:
                 pipeline.accept(records)
             behind = process_records_input.millis_behind_latest
+            received_at = time.monotonic()
             if behind is not None:
                 pipeline.telemetry.behind_latest(float(behind))
                 pipeline.set_backlog(float(behind) > self.settings.backlog_threshold_seconds * 1000)
-            pipeline.wait_for_capacity(lambda: self._checkpoint(checkpointer))
+
+            def while_blocked() -> None:
+                # millisBehindLatest is measured against now: while backpressure holds the next read,
+                # the shard falls further behind, and the gauge must show it.
+                if behind is not None and float(behind) > 0:
+                    pipeline.telemetry.behind_latest(float(behind) + (time.monotonic() - received_at) * 1000)
+                self._checkpoint(checkpointer)
+
+            pipeline.wait_for_capacity(while_blocked)
             self._checkpoint(checkpointer)
             pipeline.telemetry.processing_records(None)
         except BaseException:
