@@ -38,3 +38,5 @@ bash .ci/install-node-deps.sh
 bash .ci/install-postgres.sh
 # Prometheus (the end-to-end tests scrape the worker with a real server).
 bash .ci/install-prometheus.sh
+# Chromium (the lobby page tests drive it headless with Playwright).
+bash .ci/install-chromium.sh
