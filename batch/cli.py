@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,9 +35,19 @@ EXIT_CONFIGURATION = 2
 EXIT_FAILED = 3
 
 
+#: ``run(args, out, err) -> exit status`` of one subcommand.
+CommandRunner = Callable[[argparse.Namespace, Console, Console], int]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch", description="Platform database -> Amazon Personalize.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_datasets(commands)
+    # Each further subcommand lives in its own module, which adds its parser and sets ``run``.
+    return parser
+
+
+def _add_datasets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     datasets = commands.add_parser(
         "datasets",
         help="write the Personalize datasets, schemas and games.json; check the training minimums",
@@ -54,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     datasets.add_argument(
         "--allow-small", action="store_true", help="exit 0 even when the datasets are below the training minimums"
     )
-    return parser
+    datasets.set_defaults(run=_datasets)
 
 
 def _sink(settings: BatchSettings, out: Path | None) -> DatasetSink:
@@ -137,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
+    run: CommandRunner = args.run
     try:
-        return _datasets(args, out, err)
+        return run(args, out, err)
     except ConfigurationError as exc:
         err.print(f"batch: {exc}")
         return EXIT_CONFIGURATION
