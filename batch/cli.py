@@ -26,6 +26,7 @@ from batch.datasets import DatasetBuilder, DatasetsSummary, ProgressCallback
 from batch.errors import BatchError, ConfigurationError
 from batch.queries import DatasetQueries
 from batch.settings import BatchSettings, load_settings
+from batch.similar.command import add_similar_commands
 from batch.sinks import DatasetSink, LocalFolderSink, S3Sink
 from clickstream.mapping import EventMapping, MappingError
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_datasets(commands)
     # Each further subcommand lives in its own module, which adds its parser and sets ``run``.
+    add_similar_commands(commands)
     return parser
 
 
