@@ -24,6 +24,7 @@ from batch.aws import s3_client
 from batch.database import RowSource
 from batch.datasets import DatasetBuilder, DatasetsSummary, ProgressCallback
 from batch.errors import BatchError, ConfigurationError
+from batch.personalize.command import add_personalize_commands
 from batch.queries import DatasetQueries
 from batch.settings import BatchSettings, load_settings
 from batch.similar.command import add_similar_commands
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_datasets(commands)
     # Each further subcommand lives in its own module, which adds its parser and sets ``run``.
+    add_personalize_commands(commands)
     add_similar_commands(commands)
     return parser
 

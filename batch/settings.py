@@ -45,6 +45,12 @@ class BatchSettings(BaseSettings):
     chunk_size: int = Field(5000, ge=1, le=1_000_000, description="rows fetched from the database at a time")
     upload_part_mib: int = Field(8, ge=5, le=5120, description="size of one multipart upload part (MiB)")
     dedup_memory: int = Field(200_000, ge=1, description="eventIds remembered to drop duplicate interactions")
+    # `batch personalize apply|train`
+    personalize_config: Path | None = Field(None, description="Personalize config (default: batch/personalize/)")
+    personalize_role_arn: str | None = Field(None, description="IAM role Personalize assumes to read the datasets")
+    personalize_wait_timeout_seconds: float = Field(21600.0, gt=0, description="deadline of one apply or train run")
+    personalize_poll_initial_seconds: float = Field(2.0, gt=0, description="first wait between status polls")
+    personalize_poll_max_seconds: float = Field(60.0, gt=0, description="longest wait between status polls")
     # `batch similar run|load` (the role is BATCH_PERSONALIZE_ROLE_ARN)
     similar_table: str = Field("similar-games", min_length=3, max_length=255, description="the DynamoDB table")
     similar_create_table: bool = Field(True, description="create the table (on-demand) when it is missing")

@@ -47,7 +47,16 @@ FILES = {
     "games.json",
     "manifest.json",
 }
-ITEMS_HEADER = ["ITEM_ID", "PROVIDER", "CATEGORY", "VOLATILITY", "RTP", "JURISDICTIONS", "CREATION_TIMESTAMP"]
+ITEMS_HEADER = [
+    "ITEM_ID",
+    "PROVIDER",
+    "CATEGORY",
+    "VOLATILITY",
+    "RTP",
+    "JURISDICTIONS",
+    "CREATION_TIMESTAMP",
+    "AVAILABLE",
+]
 USERS_HEADER = ["USER_ID", "COUNTRY", "PLATFORM", "CURRENCY"]
 INTERACTIONS_HEADER = [
     "USER_ID",
@@ -177,6 +186,9 @@ def check_files(files: dict[str, bytes], seeded: SeededDatabase) -> dict[str, An
         for row in items
     )
     assert all(row[6].isdigit() and len(row[6]) == 10 for row in items), "release dates in epoch seconds"
+    available = [row[0] for row in items if row[7] == "true"]
+    assert len(available) == seeded.summary.enabled_games, "AVAILABLE is games.enabled"
+    assert {row[7] for row in items} == {"true", "false"}
 
     item_ids = {row[0] for row in items}
     assert {row[1] for row in interactions} <= item_ids

@@ -334,13 +334,14 @@ def test_item_rows_become_csv_lines_and_bad_rows_are_counted() -> None:
         "rtp": Decimal("0.9730"),
         "jurisdictions": ["GB", "IE", "SE"],
         "release_date": date(2024, 3, 1),
+        "available": "true",
     }
     values = transform.transform(row)
     assert values is not None
     assert _csv_line(transform.header) == (
-        "ITEM_ID,PROVIDER,CATEGORY,VOLATILITY,RTP,JURISDICTIONS,CREATION_TIMESTAMP\n"
+        "ITEM_ID,PROVIDER,CATEGORY,VOLATILITY,RTP,JURISDICTIONS,CREATION_TIMESTAMP,AVAILABLE\n"
     )
-    assert _csv_line(values) == "g-00017,Kestrel Live,live-casino,low,0.973,GB|IE|SE,1709251200\n"
+    assert _csv_line(values) == "g-00017,Kestrel Live,live-casino,low,0.973,GB|IE|SE,1709251200,true\n"
     assert transform.transform({**row, "rtp": None}) is None
     assert transform.transform({**row, "id": "g" * 300}) is None
     assert transform.dropped == {"invalid RTP": 1, "invalid ITEM_ID": 1}
