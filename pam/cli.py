@@ -3,6 +3,8 @@
 ``pam db upgrade`` migrates the platform database to the newest schema; ``pam db seed`` fills it with a
 generated catalog, players and months of play history. The database is ``PAM_DATABASE_URL``
 (default: an embedded SQLite file, ``.data/platform.db``) unless ``--database-url`` says otherwise.
+``pam serve`` runs the lobby service (and its page) under uvicorn; ``pam token PLAYER_ID`` prints a token
+signed with the configured development secret or private key.
 Exit status: 0 done, 1 the command could not do its job (e.g. already seeded), 2 a wrong setting or
 argument, 3 the database failed.
 """
@@ -10,6 +12,7 @@ argument, 3 the database failed.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,7 +83,35 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--chunk-size", type=_positive_int, default=5000, help="rows per insert (default 5000)")
     seed.add_argument("--replace", action="store_true", help="delete what the database holds first")
     seed.add_argument("--upgrade", action="store_true", help="migrate the schema first")
+
+    serve = commands.add_parser("serve", help="run the lobby service (API and page)")
+    serve.add_argument("--host", default=None, help="address to listen on (default: $PAM_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: $PAM_PORT or 8080)")
+    serve.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: $PAM_DATABASE_URL)")
+    token = commands.add_parser("token", help="print a token for a player, signed with the configured key")
+    token.add_argument("player_id", help="the token's subject")
+    token.add_argument("--admin", action="store_true", help="with the admin role")
+    token.add_argument("--ttl", type=_positive_int, default=3600, help="seconds until it expires (default 3600)")
     return parser
+
+
+def _serve(settings: PamSettings, err: Console) -> int:
+    from pam.api.server import serve
+
+    err.print(f"pam: serving the lobby on http://{settings.host}:{settings.port} (page: /lobby)")
+    serve(settings)
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace, settings: PamSettings, out: Console) -> int:
+    from pam.api.auth import TokenIssuer
+    from pam.api.models import PLAYER_ID_PATTERN
+
+    if not re.match(PLAYER_ID_PATTERN, args.player_id):
+        raise SettingsError(f"not a player id: {args.player_id!r}")
+    issuer = TokenIssuer(settings)
+    out.print(issuer.issue(args.player_id, admin=args.admin, ttl_seconds=args.ttl), soft_wrap=True, highlight=False)
+    return EXIT_OK
 
 
 @contextmanager
@@ -113,6 +144,10 @@ def _seed_progress(console: Console) -> Iterator[Callable[[SeedProgress], None] 
 
 
 def _run(args: argparse.Namespace, settings: PamSettings, out: Console, err: Console) -> int:
+    if args.command == "serve":
+        return _serve(settings, err)
+    if args.command == "token":
+        return _token(args, settings, out)
     url = settings.database_url.get_secret_value()
     where = shown_url(url)
     command = args.db_command
@@ -165,12 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     try:
-        settings = load_settings(database_url=args.database_url)
+        settings = load_settings(
+            database_url=getattr(args, "database_url", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
     except SettingsError as exc:
-        err.print(f"pam: {exc}")
+        err.print(f"pam: {exc}", highlight=False)
         return EXIT_CONFIGURATION
     try:
         return _run(args, settings, out, err)
+    except SettingsError as exc:
+        err.print(f"pam: {exc}", highlight=False)
+        return EXIT_CONFIGURATION
     except SeedError as exc:
         err.print(f"pam: {exc}")
         return EXIT_FAILED

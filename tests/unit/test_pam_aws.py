@@ -1,0 +1,94 @@
+"""The hand-rolled SigV4 signer signs exactly as botocore does; the catalog store keeps the last good copy;
+settings read the Personalize outputs file with explicit settings winning."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from pam.api.aws.sigv4 import FrozenCredentials, SigV4Signer
+from pam.api.catalog import CatalogStore, FileCatalogSource
+from pam.api.metrics import LobbyMetrics
+from pam.settings import PamSettings, SettingsError, personalize_arns
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+CAMPAIGN = "arn:aws:personalize:us-east-1:000000000000:campaign/"
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+@pytest.mark.parametrize(
+    ("service", "url", "path", "headers"),
+    [
+        ("dynamodb", "http://127.0.0.1:4566/", "/", {"x-amz-target": "DynamoDB_20120810.GetItem"}),
+        ("personalize", "https://personalize-runtime.eu-west-1.amazonaws.com/recommendations", "/recommendations", {}),
+    ],
+)
+def test_signature_equals_botocores(
+    token: str | None, service: str, url: str, path: str, headers: dict[str, str]
+) -> None:
+    body = b'{"campaignArn":"arn:x","userId":"p-1","numResults":25}'
+    content = {"content-type": "application/json", **headers}
+    request = AWSRequest(method="POST", url=url, data=body, headers=dict(content))
+    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
+        SigV4Auth(Credentials("AKID", "SECRET", token), service, "eu-west-1").add_auth(request)
+    host = url.split("/")[2]
+    ours = SigV4Signer(service, "eu-west-1").sign(
+        FrozenCredentials("AKID", "SECRET", token), host=host, path=path, headers=content, body=body, now=NOW
+    )
+    assert ours["authorization"] == request.headers["Authorization"]
+    assert ours["x-amz-date"] == request.headers["X-Amz-Date"]
+
+
+def test_catalog_store_keeps_the_last_good_copy(tmp_path: Path) -> None:
+    path = tmp_path / "games.json"
+    path.write_text(json.dumps({"games": [{"game_id": "g1", "title": "One", "provider": "P", "category": "slots"}]}))
+    metrics = LobbyMetrics()
+    store = CatalogStore(FileCatalogSource(path), metrics)
+    assert store.refresh_blocking() == "updated"
+    assert store.refresh_blocking() == "not_modified"
+    path.write_text("{not json")
+    assert store.refresh_blocking() == "error"
+    assert store.catalog is not None
+    assert list(store.catalog.games) == ["g1"]
+    assert store.catalog.games["g1"].api == {"gameId": "g1", "name": "One", "provider": "P", "categories": ["slots"]}
+    path.unlink()
+    assert store.refresh_blocking() == "error"
+    assert store.catalog.games["g1"].name == "One"
+    outcomes = {
+        s.labels["outcome"]: s.value
+        for s in next(iter(metrics.catalog_refreshes.collect())).samples
+        if s.name.endswith("_total")
+    }
+    assert outcomes == {"updated": 1.0, "not_modified": 1.0, "error": 2.0}
+
+
+def test_outputs_file_fills_what_the_settings_do_not_give(tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "campaigns": {
+                    "popularity": CAMPAIGN + "pop",
+                    "trending": CAMPAIGN + "trend",
+                    "for_you": CAMPAIGN + "fy",
+                    "sims": CAMPAIGN + "sims",
+                },
+                "filters": {"unavailable": "arn:aws:personalize:us-east-1:000000000000:filter/unavailable"},
+            }
+        )
+    )
+    arns = personalize_arns(PamSettings(outputs_file=outputs, trending_campaign_arn=CAMPAIGN + "explicit"))
+    assert arns.popular == CAMPAIGN + "pop"
+    assert arns.trending == CAMPAIGN + "explicit"
+    assert arns.for_you == CAMPAIGN + "fy"
+    assert arns.unavailable_filter is not None and arns.unavailable_filter.endswith("filter/unavailable")
+    outputs.write_text(json.dumps({"campaigns": {"popularity": "not-an-arn"}}))
+    with pytest.raises(SettingsError, match="PAM_OUTPUTS_FILE"):
+        personalize_arns(PamSettings(outputs_file=outputs))
