@@ -324,41 +324,64 @@ def test_a_second_apply_creates_nothing(applied: Applied, stack: Stack) -> None:
     assert counts(resources_of(stack.personalize(), "t1-lobby")) == ONE_OF_EACH
 
 
-def test_an_interrupted_apply_resumes_without_duplicates(
-    stack: Stack, datasets: Datasets, slow_emulator: None, tmp_path: Path
-) -> None:
-    config = config_file(tmp_path, "t3-lobby")
-    env = apply_env(stack, config)
-    personalize = stack.personalize()
+IN_FLIGHT = ("CREATE PENDING", "CREATE IN_PROGRESS")
+
+
+def interrupt_apply(env: dict[str, str], cwd: Path, sign: signal.Signals, when: Any, what: str) -> tuple[int, str, str]:
+    """Start apply, send ``sign`` once ``when()`` holds (apply still running), return its status and output."""
     process = subprocess.Popen(
         [str(BATCH), "personalize", "apply"],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-
-        def importing() -> bool:
-            jobs = resources_of(personalize, "t3-lobby").get("import jobs", [])
-            return any(job["status"] in ("CREATE PENDING", "CREATE IN_PROGRESS") for job in jobs)
-
-        wait_for(importing, timeout=60, what="apply to start the import jobs", interval=0.05)
-        assert process.poll() is None, "apply is still waiting"
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        wait_for(when, timeout=60, what=what, interval=0.05)
+        assert process.poll() is None, f"apply ended before {what}"
+        process.send_signal(sign)
+        stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(10)
-    assert process.returncode == -signal.SIGKILL
-    interrupted = counts(resources_of(personalize, "t3-lobby"))
-    assert interrupted["campaigns"] == 0, "killed before the end"
+            process.communicate(timeout=10)
+    return process.returncode, stdout, stderr
+
+
+def test_an_interrupted_apply_resumes_without_duplicates(
+    stack: Stack, datasets: Datasets, slow_emulator: None, tmp_path: Path
+) -> None:
+    env = apply_env(stack, config_file(tmp_path, "t3-lobby"))
+    personalize = stack.personalize()
+
+    def in_flight(kind: str) -> bool:
+        return any(entry["status"] in IN_FLIGHT for entry in resources_of(personalize, "t3-lobby").get(kind, []))
+
+    # Ctrl-C while the imports run: exit 130, the summary so far, and how to resume.
+    status, stdout, stderr = interrupt_apply(
+        env, tmp_path, signal.SIGINT, lambda: in_flight("import jobs"), "the import jobs to start"
+    )
+    assert status == 130, stdout + stderr
+    assert "(interrupted)" in stdout
+    assert "run apply again to resume" in stderr
+    assert counts(resources_of(personalize, "t3-lobby"))["campaigns"] == 0
+
+    # SIGKILL while the solution versions train: nothing gets to clean up.
+    status, _, _ = interrupt_apply(
+        env, tmp_path, signal.SIGKILL, lambda: in_flight("solution versions"), "the solution versions to train"
+    )
+    assert status == -signal.SIGKILL
+    killed = resources_of(personalize, "t3-lobby")
+    assert counts(killed)["campaigns"] == 0, "killed before the campaigns"
+    training = {v["solutionVersionArn"] for v in killed["solution versions"] if v["status"] in IN_FLIGHT}
+    assert training
 
     resumed = run_batch("personalize", "apply", "--outputs", str(tmp_path / "outputs.json"), env=env, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert counts(resources_of(personalize, "t3-lobby")) == ONE_OF_EACH
+    after = resources_of(personalize, "t3-lobby")
+    assert counts(after) == ONE_OF_EACH, "one of each: nothing was created twice"
+    assert training <= {v["solutionVersionArn"] for v in after["solution versions"]}
     assert "waited" in resumed.stdout
     outputs = json.loads((tmp_path / "outputs.json").read_text())
     assert set(outputs["campaigns"]) == CAMPAIGN_KEYS
