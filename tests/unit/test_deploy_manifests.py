@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any, get_args
@@ -276,3 +277,493 @@ def test_the_worker_policy_covers_what_kcl_and_the_worker_call() -> None:
     actions = set().union(*granted.values())
     assert not {a for a in actions if a.startswith("cloudwatch:")}
     assert not {"kinesis:SubscribeToShard", "kinesis:RegisterStreamConsumer"} & actions
+
+
+# == the batch pipeline ==============================================================================
+
+BATCH = DEPLOY / "k8s" / "batch"
+PAM = DEPLOY / "k8s" / "pam"
+COMPONENTS = DEPLOY / "k8s" / "components"
+DAY_SECONDS = 24 * 3600
+
+
+def generator_literals(kustomization: Path, name: str) -> dict[str, str]:
+    (generator,) = [g for g in one(kustomization)["configMapGenerator"] if g["name"] == name]
+    return dict(literal.split("=", 1) for literal in generator["literals"])
+
+
+def cronjob() -> dict[str, Any]:
+    return one(BATCH / "cronjob.yaml")
+
+
+def batch_pod() -> dict[str, Any]:
+    pod: dict[str, Any] = cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return pod
+
+
+def batch_container() -> dict[str, Any]:
+    containers: list[dict[str, Any]] = batch_pod()["containers"]
+    (main,) = containers
+    return main
+
+
+def batch_script() -> str:
+    main = batch_container()
+    assert main["command"] == ["/bin/sh", "-c"]
+    (script,) = main["args"]
+    return str(script)
+
+
+def batch_steps() -> list[list[str]]:
+    """The `batch ...` command lines of the script, in order."""
+    return [line.split() for line in batch_script().splitlines() if line.startswith("batch ")]
+
+
+def dev_batch_config() -> dict[str, str]:
+    return {**generator_literals(BATCH / "kustomization.yaml", "batch-config"), **env_file(DEV / "batch.env")}
+
+
+def test_every_batch_setting_in_the_manifests_exists_and_is_valid() -> None:
+    from batch.settings import ENV_PREFIX as BATCH_PREFIX
+    from batch.settings import BatchSettings
+
+    secret_env = {item["name"] for item in batch_container()["env"] if "valueFrom" in item}
+    assert "BATCH_DATABASE_URL" in secret_env, "the database URL comes from a Secret"
+    for config in (generator_literals(BATCH / "kustomization.yaml", "batch-config"), dev_batch_config()):
+        fields: dict[str, Any] = {}
+        for key, value in config.items():
+            if key.startswith(BATCH_PREFIX):
+                name = key.removeprefix(BATCH_PREFIX).lower()
+                assert name in BatchSettings.model_fields, f"{key} is not a batch setting (ignored silently)"
+                fields[name] = value
+        assert {"s3_bucket", "s3_prefix", "similar_table"} <= set(fields)
+        BatchSettings(**fields, database_url=env_file(DEV / "batch-database.env")["url"])
+    assert dev_batch_config()["BATCH_PERSONALIZE_ROLE_ARN"].startswith("arn:aws:iam::")
+
+
+def test_the_batch_steps_are_real_commands_in_the_agreed_order() -> None:
+    from batch.cli import _parser
+
+    steps = batch_steps()
+    assert [step[:3] for step in steps] == [
+        ["batch", "datasets"],
+        ["batch", "personalize", "apply"],
+        ["batch", "personalize", "train"],
+        ["batch", "similar", "run"],
+    ]
+    for step in steps:
+        _parser().parse_args(step[1:])  # exits (SystemExit) on an unknown command or option
+
+
+def test_the_batch_script_stops_at_the_first_failing_step_with_its_exit_status(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "bin" / "batch"
+    fake.parent.mkdir()
+    # Logs its arguments; exits 3 when they are $FAIL_AT.
+    fake.write_text('#!/bin/sh\necho "$*" >> "$CALLS"\n[ "$*" = "${FAIL_AT:-}" ] && exit 3\nexit 0\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "CALLS": str(log)}
+    steps = [" ".join(step[1:]) for step in batch_steps()]
+
+    done = subprocess.run(["/bin/sh", "-c", batch_script()], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text(encoding="utf-8").splitlines() == steps
+
+    log.unlink()
+    failed = subprocess.run(
+        ["/bin/sh", "-c", batch_script()], env={**env, "FAIL_AT": steps[1]}, capture_output=True, text=True, check=False
+    )
+    assert failed.returncode == 3, "the pod must fail with the step's exit status"
+    assert log.read_text(encoding="utf-8").splitlines() == steps[:2], "no step runs after a failed one"
+
+
+def test_the_cronjob_runs_nightly_one_at_a_time_within_a_day() -> None:
+    from batch.settings import BatchSettings
+
+    spec = cronjob()["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert len(spec["schedule"].split()) == 5 and spec["schedule"].split()[2:] == ["*", "*", "*"]
+    assert 0 < spec["startingDeadlineSeconds"] < DAY_SECONDS
+    job = spec["jobTemplate"]["spec"]
+    assert 0 <= job["backoffLimit"] <= 2
+    assert job["ttlSecondsAfterFinished"] >= DAY_SECONDS
+    config = generator_literals(BATCH / "kustomization.yaml", "batch-config")
+    fields = BatchSettings.model_fields
+    personalize_wait = float(
+        config.get("BATCH_PERSONALIZE_WAIT_TIMEOUT_SECONDS", fields["personalize_wait_timeout_seconds"].default)
+    )
+    similar_wait = float(config.get("BATCH_SIMILAR_JOB_TIMEOUT_SECONDS", fields["similar_job_timeout_seconds"].default))
+    # apply and train each wait up to personalize_wait; the batch inference job up to similar_wait.
+    assert 2 * personalize_wait + similar_wait < job["activeDeadlineSeconds"] < DAY_SECONDS
+    assert batch_pod()["restartPolicy"] == "Never"
+
+
+def test_the_pod_failure_policy_fails_fast_on_the_exit_codes_a_retry_cannot_fix() -> None:
+    from batch.cli import EXIT_CONFIGURATION, EXIT_FAILED, EXIT_NOT_READY
+
+    rules = cronjob()["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+    (fail_job,) = [rule for rule in rules if rule["action"] == "FailJob"]
+    assert fail_job["onExitCodes"]["containerName"] == batch_container()["name"]
+    assert set(fail_job["onExitCodes"]["values"]) == {EXIT_NOT_READY, EXIT_CONFIGURATION}
+    assert EXIT_FAILED not in fail_job["onExitCodes"]["values"], "a failed call or resource is worth a retry"
+    assert any(rule["action"] == "Ignore" for rule in rules), "evictions do not count against backoffLimit"
+
+
+@pytest.mark.parametrize("pod", ["batch", "pam"])
+def test_batch_and_pam_pods_are_restricted_with_tmp_the_only_writable_place(pod: str) -> None:
+    spec = batch_pod() if pod == "batch" else one(PAM / "deployment.yaml")["spec"]["template"]["spec"]
+    (main,) = spec["containers"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == UID
+    assert spec["automountServiceAccountToken"] is False
+    security = main["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in main["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    env = {item["name"]: item.get("value") for item in main["env"]}
+    assert env["TMPDIR"] == "/tmp"
+    # The image's PROMETHEUS_MULTIPROC_DIR (for the worker's shard children) would point prometheus_client
+    # at a folder that does not exist here.
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == ""
+    assert set(main["resources"]) == {"requests", "limits"}
+    account = one((BATCH if pod == "batch" else PAM) / "serviceaccount.yaml")
+    assert spec["serviceAccountName"] == account["metadata"]["name"]
+    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+def test_the_one_off_job_is_copied_from_the_cronjob_and_nothing_else_is_rendered() -> None:
+    component = COMPONENTS / "batch-run-once"
+    copy = one(component / "copy-job-spec.yaml")
+    (job_spec,) = [r for r in copy["replacements"] if r["source"]["fieldPath"] == "spec.jobTemplate.spec"]
+    assert job_spec["source"]["name"] == cronjob()["metadata"]["name"]
+    job = one(component / "job.yaml")
+    assert job_spec["targets"][0]["select"] == {"kind": "Job", "name": job["metadata"]["name"]}
+    assert job["spec"] == {}, "the Job's spec comes from the CronJob only"
+    keep = one(component / "keep-only-the-job.yaml")
+    (annotation,) = job["metadata"]["annotations"]
+    assert keep["target"]["annotationSelector"] == f"{annotation}!=true"
+    run = one(DEV.parent / "dev-batch-run" / "kustomization.yaml")
+    assert run["resources"] == ["../dev"] and run["components"] == ["../../components/batch-run-once"]
+
+
+def test_what_the_one_off_job_refers_to_by_name_is_deployed_without_a_hash_suffix() -> None:
+    # The dev-batch-run rendering drops the ConfigMaps and Secrets: the Job must find the overlay's.
+    unhashed = {
+        g["name"]
+        for kustomization in (BATCH / "kustomization.yaml", DEV / "kustomization.yaml")
+        for key in ("configMapGenerator", "secretGenerator")
+        for g in one(kustomization).get(key, [])
+        if g.get("options", {}).get("disableNameSuffixHash")
+    }
+    referenced = {ref["configMapRef"]["name"] for ref in batch_container()["envFrom"]}
+    referenced |= {
+        item["valueFrom"]["secretKeyRef"]["name"] for item in batch_container()["env"] if "valueFrom" in item
+    }
+    patch = one(DEV / "batch-cronjob-patch.yaml")
+    (patched,) = patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    referenced |= {next(iter(ref.values()))["name"] for ref in patched["envFrom"]}
+    assert referenced <= unhashed, f"hashed names the one-off Job cannot find: {sorted(referenced - unhashed)}"
+
+
+# == PAM ===============================================================================================
+
+PAM_PORT = 8080
+LOBBY_ROUTE = "/v1/players/{player_id}/lobby"
+
+
+def pam_container() -> dict[str, Any]:
+    return container(one(PAM / "deployment.yaml"))
+
+
+def dev_pam_config() -> dict[str, str]:
+    return {**generator_literals(PAM / "kustomization.yaml", "pam-config"), **env_file(DEV / "pam.env")}
+
+
+def pam_metric_names() -> set[str]:
+    from pam.api.metrics import LobbyMetrics
+
+    registry = CollectorRegistry()
+    LobbyMetrics(registry)
+    names = set()
+    for family in registry.collect():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(family.name)
+    return names
+
+
+def rules_of(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in one(path)["spec"]["groups"] for rule in group["rules"]]
+
+
+def test_every_pam_setting_in_the_manifests_exists_and_is_valid() -> None:
+    from pam.settings import ENV_PREFIX as PAM_PREFIX
+    from pam.settings import PamSettings
+
+    env = {item["name"]: item for item in pam_container()["env"]}
+    assert "valueFrom" in env["PAM_DATABASE_URL"], "the database URL comes from a Secret"
+    for config in (generator_literals(PAM / "kustomization.yaml", "pam-config"), dev_pam_config()):
+        fields: dict[str, Any] = {}
+        for key, value in {**config, **{k: v["value"] for k, v in env.items() if "value" in v}}.items():
+            if key.startswith(PAM_PREFIX):
+                name = key.removeprefix(PAM_PREFIX).lower()
+                assert name in PamSettings.model_fields, f"{key} is not a PAM setting (ignored silently)"
+                fields[name] = value
+        assert {"catalog_url", "similar_table", "jwt_issuer", "jwt_audience", "jwt_public_key"} <= set(fields)
+        PamSettings(**fields)
+    dev = dev_pam_config()
+    for key in ("PAM_POPULAR_CAMPAIGN_ARN", "PAM_TRENDING_CAMPAIGN_ARN", "PAM_FOR_YOU_CAMPAIGN_ARN"):
+        assert ":campaign/" in dev[key]
+    assert ":filter/" in dev["PAM_UNAVAILABLE_FILTER_ARN"]
+    # The dev overlay's HMAC secret replaces the public key (pam token signs with it).
+    assert len(env_file(DEV / "pam-jwt-dev.env")["secret"]) >= 32
+
+
+def test_the_pam_command_port_and_probes_agree_with_the_code() -> None:
+    from pam.cli import _parser
+    from pam.settings import PamSettings
+
+    main = pam_container()
+    command = main["command"]
+    assert command[:2] == ["pam", "serve"]
+    args = _parser().parse_args(command[1:])
+    assert args.host == "0.0.0.0" and args.port == PAM_PORT
+    assert PamSettings.model_fields["port"].default == PAM_PORT
+    assert main["ports"] == [{"name": "http", "containerPort": PAM_PORT, "protocol": "TCP"}]
+    app = (ROOT / "pam" / "api" / "app.py").read_text(encoding="utf-8")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert main[probe]["httpGet"] == {"path": path, "port": "http"}
+        assert f'Route("{path}"' in app
+    assert 'Route("/metrics"' in app
+    service = one(PAM / "service.yaml")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"] == one(PAM / "deployment.yaml")["spec"]["selector"]["matchLabels"]
+    monitor = one(PAM / "servicemonitor.yaml")
+    assert monitor["spec"]["endpoints"][0] == {
+        "port": "http",
+        "path": "/metrics",
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+    }
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_pam_scales_on_cpu_spreads_and_drains_one_at_a_time() -> None:
+    deployment = one(PAM / "deployment.yaml")
+    hpa = one(PAM / "horizontalpodautoscaler.yaml")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "pam"}
+    assert hpa["spec"]["minReplicas"] >= 2
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in pam_container()["resources"]["requests"], "CPU utilization is relative to the request"
+    budget = one(PAM / "poddisruptionbudget.yaml")
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    keys = {c["topologyKey"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+    assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def test_pam_alerts_use_only_metrics_and_labels_pam_exports() -> None:
+    from pam.api.deadline.guard import Outcome
+
+    exported = pam_metric_names()
+    rules = rules_of(PAM / "prometheusrule.yaml")
+    used = {name for rule in rules for name in re.findall(r"\bpam_[a-z_]+", rule["expr"])}
+    assert used, "no pam_ metric in the alert rules?"
+    assert used <= exported, f"unknown metrics in the alert rules: {sorted(used - exported)}"
+    routes = {route for rule in rules for route in re.findall(r'route="([^"]+)"', rule["expr"])}
+    assert routes == {LOBBY_ROUTE}
+    assert f'"{LOBBY_ROUTE}"' in (ROOT / "pam" / "api" / "app.py").read_text(encoding="utf-8")
+    catalog_outcomes = {"updated", "not_modified", "error"}
+    assert all(f'"{outcome}"' in (ROOT / "pam" / "api" / "catalog.py").read_text() for outcome in catalog_outcomes)
+    for rule in rules:
+        for values in re.findall(r'outcome=~?"([^"]+)"', rule["expr"]):
+            assert set(values.split("|")) <= catalog_outcomes | {o.value for o in Outcome}, rule["alert"]
+
+
+def test_the_latency_alert_threshold_is_the_request_deadline() -> None:
+    from pam.settings import PamSettings
+
+    deadline_ms = float(
+        generator_literals(PAM / "kustomization.yaml", "pam-config").get(
+            "PAM_REQUEST_DEADLINE_MS", PamSettings.model_fields["request_deadline_ms"].default
+        )
+    )
+    (latency,) = [rule for rule in rules_of(PAM / "prometheusrule.yaml") if rule["alert"] == "PamLobbyLatencyHigh"]
+    threshold = float(latency["expr"].rsplit(">", 1)[1])
+    assert threshold == deadline_ms / 1000
+    from pam.api.metrics import REQUEST_BUCKETS
+
+    assert threshold in REQUEST_BUCKETS, "a bucket boundary at the threshold keeps the quantile exact there"
+
+
+@pytest.mark.parametrize(
+    "path", [BASE / "prometheusrule.yaml", BATCH / "prometheusrule.yaml", PAM / "prometheusrule.yaml"]
+)
+def test_every_rule_file_has_a_promtool_test_for_each_alert(path: Path) -> None:
+    rules = rules_of(path)
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names))
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+    name = one(path)["metadata"]["name"]
+    tests = [
+        test
+        for test_file in (DEPLOY / "k8s" / "tests").glob("*rules-test.yaml")
+        if f"{name}.rules.yaml" in one(test_file).get("rule_files", [])
+        for test in one(test_file)["tests"]
+    ]
+    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case.get("exp_alerts")}
+    assert set(names) <= tested, f"alerts never shown to fire in a promtool test: {sorted(set(names) - tested)}"
+
+
+# == IAM of the batch and PAM ===========================================================================
+
+#: boto3 S3 operations -> the IAM action that authorizes them.
+S3_ACTIONS = {
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "PutObject": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+}
+
+
+def aws_calls(folder: Path, services: tuple[str, ...]) -> dict[str, set[str]]:
+    """IAM actions of the boto3 operations the code under ``folder`` names (client.op(...), a bound
+    client.op passed on, get_paginator("op")), each with the files that name it."""
+    import ast
+
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    operations: dict[str, set[str]] = {}
+    for service in services:
+        prefix = {"personalize-runtime": "personalize"}.get(service, service)
+        for operation in session.get_service_model(service).operation_names:
+            action = S3_ACTIONS.get(operation, f"s3:{operation}") if service == "s3" else f"{prefix}:{operation}"
+            operations.setdefault(xform_name(operation), set()).add(action)
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Attribute):
+                names.append(node.attr)
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get_paginator"
+            ):
+                names.extend(
+                    arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                )
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                # PAM's own JSON client names DynamoDB operations by their X-Amz-Target.
+                target = re.fullmatch(r"DynamoDB_20120810\.(\w+)", node.value)
+                if target:
+                    names.append(xform_name(target.group(1)))
+            for name in names:
+                for action in operations.get(name, ()):
+                    found.setdefault(action, set()).add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def granted_actions(policy_file: str) -> set[str]:
+    policy = json.loads((DEPLOY / "iam" / policy_file).read_text(encoding="utf-8"))
+    return {action for statement in policy["Statement"] for action in statement["Action"]}
+
+
+def test_the_batch_policy_covers_every_aws_call_of_the_batch() -> None:
+    called = aws_calls(ROOT / "batch", ("personalize", "s3", "dynamodb"))
+    assert {"personalize:CreateDatasetImportJob", "dynamodb:BatchWriteItem", "s3:PutObject"} <= set(called)
+    granted = granted_actions("batch-pipeline-policy.json")
+    missing = {action: sorted(files) for action, files in called.items() if action not in granted}
+    assert not missing, f"the batch calls these without a grant: {missing}"
+    assert "iam:PassRole" in granted
+
+
+def test_the_pam_policy_covers_its_calls_and_nothing_more() -> None:
+    called = aws_calls(ROOT / "pam" / "api", ("s3", "dynamodb"))
+    assert {"dynamodb:GetItem", "s3:GetObject"} <= set(called)
+    # GetRecommendations goes through PAM's own client, by its REST path.
+    personalize = (ROOT / "pam" / "api" / "dependencies" / "personalize.py").read_text(encoding="utf-8")
+    assert '"/recommendations"' in personalize
+    called["personalize:GetRecommendations"] = {"pam/api/dependencies/personalize.py"}
+    assert granted_actions("pam-policy.json") == set(called)
+
+
+def test_the_personalize_service_role_reads_datasets_and_writes_only_batch_output() -> None:
+    policy = json.loads((DEPLOY / "iam" / "personalize-service-role-policy.json").read_text(encoding="utf-8"))
+    writes = [s for s in policy["Statement"] if "s3:PutObject" in s["Action"]]
+    (write,) = writes
+    assert write["Resource"].endswith("/output/*")
+    trust = json.loads((DEPLOY / "iam" / "personalize-service-role-trust-policy.json").read_text(encoding="utf-8"))
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "personalize.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == "${AWS_ACCOUNT_ID}"
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/k"}, "no wildcards"),
+        ({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}, "resource '*'"),
+        ({"Effect": "Allow", "Action": "personalize:ListCampaigns", "Resource": ["*", "arn:aws:s3:::b"]}, "beside"),
+        ({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "arn:aws:dynamodb:*:1:table/t"}, "wildcard in"),
+        ({"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "arn:aws:dynamodb:r:1:*"}, "not start with"),
+        ({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket"}, "object ARN"),
+        ({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::bucket/*"}, "bucket ARN"),
+        ({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/r"}, "PassedToService"),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": "arn:aws:iam::1:role/r-*",
+                "Condition": {"StringEquals": {"iam:PassedToService": "personalize.amazonaws.com"}},
+            },
+            "name the one role",
+        ),
+        ({"Effect": "Allow", "NotAction": "s3:GetObject", "Action": "s3:GetObject", "Resource": "*"}, "NotAction"),
+        (
+            {"Effect": "Allow", "Principal": {"Service": "personalize.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            "aws:SourceAccount",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/x"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {"x:aud": "sts.amazonaws.com"}},
+            },
+            ":sub",
+        ),
+        ({"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}, "never '*'"),
+    ],
+)
+def test_the_iam_check_rejects(tmp_path: Path, statement: dict[str, Any], problem: str) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+    problems = load_helper().check_iam(tmp_path)
+    assert any(problem in found for found in problems), problems
+
+
+def test_every_iam_document_is_explained_in_the_readme() -> None:
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    for path in (DEPLOY / "iam").glob("*.json"):
+        assert path.name in readme, f"deploy/README.md does not mention {path.name}"
+    for placeholder in load_helper().IAM_PLACEHOLDERS:
+        assert f"${{{placeholder}}}" in readme, f"deploy/README.md does not explain ${{{placeholder}}}"
