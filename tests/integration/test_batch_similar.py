@@ -14,10 +14,12 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,10 @@ from batch.similar.backoff import Backoff
 from batch.similar.errors import InferenceJobFailedError, LoadFailedError
 from batch.similar.handler import handle
 from batch.similar.inference import JobRequest, JobWaiter, start_job
+from batch.similar.loader import LoaderOptions, LoadSummary, SimilarGamesLoader
+from batch.similar.model_version import ModelVersion
+from batch.similar.output import SimilarGames
+from batch.similar.table import SimilarGamesTable
 from tests.devstack_fixture import AwsClientFactory
 
 if TYPE_CHECKING:
@@ -425,3 +431,67 @@ def test_a_failed_job_is_reported_with_its_failure_reason(sims: Sims, aws_client
     assert failed.value.status == "CREATE FAILED"
     assert "no-such-bucket-for-similar" in failed.value.reason
     assert statuses[-1] == "CREATE FAILED"
+
+
+class _RacingClient:
+    """The older loader's DynamoDB client: its second BatchWriteItem lets ``before_second_write`` run first."""
+
+    def __init__(self, client: Any, before_second_write: Callable[[], None]) -> None:
+        self._client = client
+        self._writes = 0
+        self._hook = before_second_write
+
+    def batch_write_item(self, **request: Any) -> Any:
+        self._writes += 1
+        if self._writes == 2:
+            self._hook()
+        return self._client.batch_write_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_race_an_older_write_in_flight_during_a_newer_load_is_repaired(aws_client: AwsClientFactory) -> None:
+    """moto DynamoDB: a newer model claims the table and writes its rows while an older load has one
+    BatchWriteItem between its read and its write; that write lands on newer rows; the newer load's repair
+    pass (after its fence) puts them back, and the older load stops."""
+    dynamodb: DynamoDBClient = aws_client("dynamodb")
+    name = table_name()
+    old = ModelVersion(datetime(2024, 6, 1, tzinfo=UTC), "sims-old")
+    new = ModelVersion(datetime(2024, 7, 1, tzinfo=UTC), "sims-new")
+    games = [SimilarGames(f"r-{n:03d}", (f"r-{(n + 1) % 100:03d}",)) for n in range(100)]
+    older_finished = threading.Event()
+    newer_wrote = threading.Event()
+    newer_result: list[LoadSummary] = []
+
+    def fence(seconds: float) -> None:  # the newer load's fence lasts until the older load is over
+        newer_wrote.set()
+        assert older_finished.wait(timeout=DEADLINE)
+
+    def newer_load() -> None:
+        table = SimilarGamesTable(aws_client("dynamodb"), name, new)
+        loader = SimilarGamesLoader(table, LoaderOptions(fence=5.0), sleep=fence)
+        newer_result.append(loader.load(lambda report: iter(games)))
+
+    thread = threading.Thread(target=newer_load)
+
+    def newer_arrives() -> None:
+        thread.start()
+        assert newer_wrote.wait(timeout=DEADLINE)  # claimed and wrote everything; now the older write lands
+
+    older_table = SimilarGamesTable(_RacingClient(dynamodb, newer_arrives), name, old)  # type: ignore[arg-type]
+    try:
+        older = SimilarGamesLoader(older_table, LoaderOptions(concurrency=1)).load(lambda report: iter(games))
+        clobbered = rows(dynamodb, name)
+    finally:
+        older_finished.set()
+        if thread.is_alive():
+            thread.join(timeout=DEADLINE)
+    # Batch 1 was overwritten by the newer load; batch 2, in flight, landed on top of the newer rows.
+    assert sum(row["modelSource"]["S"] == "sims-old" for key, row in clobbered.items() if key.startswith("r-")) == 25
+    newer = newer_result[0]
+    assert older.superseded_by == new.key and older.written == 50 and older.skipped_older == 50
+    assert newer.repair_pass and newer.repaired == 25 and newer.written == 100
+    final = rows(dynamodb, name)
+    assert {row["modelSource"]["S"] for key, row in final.items() if key.startswith("r-")} == {"sims-new"}
+    assert final["#model-version"]["modelVersion"]["S"] == new.key
