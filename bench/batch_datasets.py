@@ -1,13 +1,14 @@
 """Benchmark of ``batch datasets``: rows/s and peak memory on a generated platform database, against pandas.
 
 Steps: (1) generate, or take from the cache in ``.data/bench/``, SQLite platform databases with PAM's
-schema at two sizes (``--interactions``, default 10,000,000 interactions, and ``--small``, default
-1,000,000; see ``bench/batch_support.py``); (2) at each size, run ``batch datasets --out DIR`` as a
-child process, the real command line, and read its wall time, CPU and peak RSS (``wait4``); the time of
-each dataset comes from when its file starts and is complete in the output folder; (3) in the same
-run, the baseline ``bench/baseline_pandas_datasets.py`` (``pd.read_sql`` of the same queries, the
-transformation in pandas, ``to_csv``) on the same database; (4) check that both wrote the same rows,
-and print the figures, the ratios and a ``target met: yes/no`` line per target:
+schema at two sizes with the same players and games (``--interactions``, default 10,000,000
+interactions, and ``--small``, default 1,000,000; see ``bench/batch_support.py``); (2) at each size,
+run ``batch datasets --out DIR`` as a child process, the real command line, and read its wall time,
+CPU (``wait4``) and peak RSS (``VmHWM``); the time of each dataset comes from when its file starts and is
+complete in the output folder; (3) in the same run, the baseline ``bench/baseline_pandas_datasets.py``
+(``pd.read_sql`` of the same queries, the transformation in pandas, ``to_csv``) on the same database;
+(4) check that both wrote the same rows, and print the figures, the ratios and a ``target met:
+yes/no`` line per target:
 
 - rows/s of ``batch datasets`` >= 3x the baseline's, on the large database;
 - memory flat in the number of rows: the peak RSS of ``batch datasets`` grows by less than 25% from
@@ -247,7 +248,7 @@ def report(runs: Sequence[Run], db_info: dict[int, dict[str, Any]]) -> None:
         )
     _table(rows, header)
     print(" rows read: items + users + interactions; seconds: the child's whole life (start-up included);")
-    print(" peak RSS: wait4's ru_maxrss of the child; others: CPU cores other processes used meanwhile")
+    print(" peak RSS: the child's VmHWM; others: CPU cores other processes used meanwhile")
 
     print("\n== Per dataset (rows read per second of that dataset's own time)")
     per = []
@@ -323,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--interactions", type=int, default=10_000_000, help="the large database (default 10M)")
     parser.add_argument("--small", type=int, default=1_000_000, help="the small database (0: no second size)")
-    parser.add_argument("--players", type=int, default=0, help="players (default: interactions / 25)")
+    parser.add_argument(
+        "--players", type=int, default=0, help="players, at every size (default: the large size's interactions / 25)"
+    )
     parser.add_argument("--games", type=int, default=2000, help="games in the catalog (default 2000)")
     parser.add_argument("--days", type=float, default=90.0, help="days of history (default 90)")
     parser.add_argument("--seed", type=int, default=7)
@@ -351,8 +354,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path) -> int:
     sizes = sorted({args.interactions, *([args.small] if args.small else [])})
+    # Every size has the players of the largest: only the number of rows changes between them.
+    players = args.players or PlatformDatabase(max(sizes)).player_count
     databases = {
-        size: PlatformDatabase(size, players=args.players, games=args.games, days=args.days, seed=args.seed)
+        size: PlatformDatabase(size, players=players, games=args.games, days=args.days, seed=args.seed)
         for size in sizes
     }
     info: dict[int, dict[str, Any]] = {}
@@ -380,6 +385,10 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
             base_csv = workdir / f"pandas-{size}" / "interactions.csv"
             if ours_csv.exists() and base_csv.exists():
                 print(f"  same interactions rows as the baseline: {same_rows(ours_csv, base_csv)}")
+        ours = workdir / f"ours-{size}"
+        if (ours / "manifest.json").exists():  # kept for bench/sims_training.py
+            shutil.rmtree(db.datasets_dir, ignore_errors=True)
+            shutil.move(ours, db.datasets_dir)
         for label, _ in steps:  # the CSVs of a 10M run are a GB: free the disk as we go
             if not args.keep:
                 shutil.rmtree(workdir / f"{label}-{size}", ignore_errors=True)

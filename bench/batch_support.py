@@ -9,8 +9,8 @@ seed too slow for ten million rows. Rows go in with ``executemany`` in one trans
 journal and fsync off and the secondary indexes built after the load; the file is cached under
 ``.data/bench/`` by its parameters, so a rerun skips the generation.
 
-:func:`run_measured` runs a child process and returns its wall time, CPU and peak RSS (``wait4``'s
-rusage of that child alone), with the CPU of other processes on the machine meanwhile.
+:func:`run_measured` runs a child process and returns its wall time, CPU and peak RSS (its ``VmHWM``),
+with the CPU of other processes on the machine meanwhile.
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ class PlatformDatabase:
     @property
     def url(self) -> str:
         return f"sqlite:///{self.path}"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where the last ``batch datasets`` output of this database is kept (for the training benchmark)."""
+        return self.path.with_name(f"datasets-{self.path.stem}")
 
     @property
     def info_path(self) -> Path:
@@ -399,6 +404,17 @@ def _busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss(pid: int) -> int:
+    """``VmHWM`` of a running process in bytes (0 once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def run_measured(
     argv: Sequence[str],
     *,
@@ -406,8 +422,10 @@ def run_measured(
     on_start: Callable[[int], None] | None = None,
     timeout: float = 3600.0,
 ) -> Measured:
-    """Run ``argv`` to the end; its peak RSS is ``wait4``'s ``ru_maxrss`` (that child and the children
-    it waited for). ``others_cores`` is the machine's busy CPU minus the child's, per second of wall time."""
+    """Run ``argv`` to the end; its wall time, its CPU (``wait4``'s rusage: that child and the children
+    it waited for) and its peak RSS: its ``VmHWM``, read every 20 ms while it runs. (``ru_maxrss`` would
+    not do: a forked child starts with its parent's resident size as its maximum, and exec keeps it.)
+    ``others_cores`` is the machine's busy CPU minus the child's, per second of wall time."""
     out_path = CACHE_DIR / f".child-{os.getpid()}.out"
     err_path = CACHE_DIR / f".child-{os.getpid()}.err"
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -418,7 +436,9 @@ def run_measured(
         if on_start is not None:
             on_start(process.pid)
         deadline = started + timeout
+        peak = 0
         while True:
+            peak = max(peak, _peak_rss(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -437,7 +457,7 @@ def run_measured(
         returncode=process.returncode,
         seconds=seconds,
         cpu_seconds=cpu,
-        peak_rss_bytes=usage.ru_maxrss * 1024,
+        peak_rss_bytes=peak,
         others_cores=max(0.0, busy - cpu) / seconds if seconds > 0 else 0.0,
         stdout=stdout,
         stderr=stderr,
