@@ -50,9 +50,11 @@ class RowSource:
         try:
             with self._engine.connect() as connection:
                 result = connection.execution_options(yield_per=self.chunk_size).execute(text(sql))
-                for partition in result.mappings().partitions():
+                # Plain rows zipped with the column names: half the cost of RowMapping -> dict per row.
+                columns = tuple(result.keys())
+                for partition in result.partitions():
                     for row in partition:
-                        yield dict(row)
+                        yield dict(zip(columns, row, strict=True))
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise SourceError(f"{what} query failed on {self.shown_url}: {detail[0] if detail else exc!r}") from exc

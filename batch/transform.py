@@ -33,6 +33,8 @@ MISSING_USER: Final = "missing_user"
 #: A metadata value the interactions schema cannot hold.
 INVALID_METADATA: Final = "invalid_metadata"
 CATEGORY_SEPARATOR: Final = "|"
+#: Distinct ``properties`` whose metadata values are remembered (see ``InteractionTransform._metadata``).
+_METADATA_MEMORY: Final = 4096
 
 
 class FieldValueError(ValueError):
@@ -54,8 +56,14 @@ def epoch_seconds(value: datetime | date) -> float:
     return datetime.combine(value, time(), tzinfo=UTC).timestamp()
 
 
+#: Value types a raw event carries as they come (most database values): no conversion to look for.
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool})
+
+
 def raw_value(value: Any) -> Any:
     """A database value as a raw event carries it: times as epoch seconds, decimals as floats."""
+    if type(value) in _PLAIN_TYPES:
+        return value
     if isinstance(value, datetime | date):
         return epoch_seconds(value)
     if isinstance(value, Decimal):
@@ -79,6 +87,8 @@ def categories(value: Any) -> list[str]:
     """The values of a categorical column: a list, a JSON array text, or ``|``-joined text."""
     if isinstance(value, str):
         text = value.strip()
+        if CATEGORY_SEPARATOR not in text and not text.startswith("["):  # one value, the usual case
+            return [text] if text else []
         if text.startswith("["):
             try:
                 parsed = json.loads(text)
@@ -201,6 +211,8 @@ class InteractionTransform:
     def __init__(self, mapping: EventMapping, metadata: Sequence[DatasetField] = (), *, memory: int = 200_000) -> None:
         self.mapping = mapping
         self.metadata = tuple(metadata)
+        self._metadata_keys = tuple((spec, spec.property_key) for spec in self.metadata)
+        self._metadata_memory: dict[str | None, tuple[str, ...] | None] = {}
         self._normalizer = Normalizer(mapping, memory=memory)
         self.dropped: Counter[str] = Counter()
 
@@ -240,10 +252,8 @@ class InteractionTransform:
         if outcome.item_id is None:  # the mapping's interactions all need an item; kept for safety
             self.dropped["missing_item"] += 1
             return None
-        properties: dict[str, Any] = json.loads(outcome.properties) if outcome.properties else {}
-        try:
-            metadata = tuple(encode_value(spec, properties.get(spec.property_key)) for spec in self.metadata)
-        except FieldValueError:
+        metadata = self._metadata(outcome.properties)
+        if metadata is None:
             self.dropped[INVALID_METADATA] += 1
             return None
         return InteractionRecord(
@@ -255,6 +265,27 @@ class InteractionTransform:
             event_value=outcome.event_value,
             metadata=metadata,
         )
+
+    def _metadata(self, properties: str | None) -> tuple[str, ...] | None:
+        """The metadata values of an event's ``properties`` JSON (None: a value does not fit its field).
+
+        Interactions carry few distinct ``properties`` (platform, country, currency...): each is decoded
+        once and remembered (at most :data:`_METADATA_MEMORY` of them at a time).
+        """
+        try:
+            return self._metadata_memory[properties]
+        except KeyError:
+            pass
+        values: dict[str, Any] = json.loads(properties) if properties else {}
+        metadata: tuple[str, ...] | None
+        try:
+            metadata = tuple(encode_value(spec, values.get(key)) for spec, key in self._metadata_keys)
+        except FieldValueError:
+            metadata = None
+        if len(self._metadata_memory) >= _METADATA_MEMORY:
+            self._metadata_memory.clear()
+        self._metadata_memory[properties] = metadata
+        return metadata
 
 
 # --- items and users ----------------------------------------------------------------------------------
