@@ -122,10 +122,11 @@
   }
 
   function renderTile(game) {
+    game = { ...game, name: game.name || String(game.gameId) };
     const tile = element("li", { class: "game-tile", "data-testid": "game-tile", "data-game-id": game.gameId });
     tile.append(renderArt(game));
     const text = element("div", { class: "tile-text" });
-    text.append(element("span", { class: "game-name", "data-testid": "game-name" }, game.name));
+    text.append(element("span", { class: "game-name", "data-testid": "game-name", title: game.name }, game.name));
     text.append(element("span", { class: "game-provider", "data-testid": "game-provider" }, game.provider || ""));
     tile.append(text);
     return tile;
