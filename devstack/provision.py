@@ -160,7 +160,7 @@ def provision(target: Target, resources: Resources, *, timeout: float = 60.0) ->
         ensure_stream(target, resources.stream_name, resources.shards, timeout)
         for bucket in resources.buckets:
             ensure_bucket(target, bucket)
-        ensure_table(target, resources.table_name, "game_id", timeout)
+        ensure_table(target, resources.table_name, "gameId", timeout)
         if resources.tracking_id:
             ensure_tracker(target, resources.tracking_id, timeout)
     except (ClientError, OSError) as exc:

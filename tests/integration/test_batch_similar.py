@@ -356,7 +356,7 @@ def test_handler_loads_the_object_of_an_s3_event(
 
 
 def test_cli_subprocess_loads_into_the_devstack_table(sims: Sims, aws_client: AwsClientFactory, tmp_path: Path) -> None:
-    """``.venv/bin/batch similar load`` into ``similar-games``, the table devstack provisions (key ``game_id``)."""
+    """``.venv/bin/batch similar load`` into ``similar-games``, the table devstack provisions (key ``gameId``)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "BATCH_"))}
     env.update(sims.env)
     s3: S3Client = aws_client("s3")
@@ -386,7 +386,7 @@ def test_cli_subprocess_loads_into_the_devstack_table(sims: Sims, aws_client: Aw
     assert "malformed lines:  6" in completed.stdout and "error lines:      2" in completed.stdout
     assert "sims_batch_output" not in completed.stdout and "cli/out/items.jsonl.out:5: not JSON" in completed.stdout
     dynamodb: DynamoDBClient = aws_client("dynamodb")
-    item = dynamodb.get_item(TableName="similar-games", Key={"game_id": {"S": "g-01"}}, ConsistentRead=True)["Item"]
+    item = dynamodb.get_item(TableName="similar-games", Key={"gameId": {"S": "g-01"}}, ConsistentRead=True)["Item"]
     assert [entry["S"] for entry in item["similar"]["L"]] == ["g-02", "g-hit", "g-03"]
     assert item["modelVersion"]["S"].startswith("2099-01-01T00:00:00.000000Z cli-")
     bad = subprocess.run(

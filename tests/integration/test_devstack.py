@@ -81,11 +81,11 @@ def test_kinesis_stream_put_and_get_through_the_edge(aws_client: AwsClient, devs
 def test_dynamodb_through_the_edge(aws_client: AwsClient) -> None:
     dynamodb = aws_client("dynamodb")
     table = dynamodb.describe_table(TableName="similar-games")["Table"]
-    assert table["KeySchema"] == [{"AttributeName": "game_id", "KeyType": "HASH"}]
+    assert table["KeySchema"] == [{"AttributeName": "gameId", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    item = {"game_id": {"S": "starburst"}, "similar": {"L": [{"S": "gonzos-quest"}, {"S": "book-of-dead"}]}}
+    item = {"gameId": {"S": "starburst"}, "similar": {"L": [{"S": "gonzos-quest"}, {"S": "book-of-dead"}]}}
     dynamodb.put_item(TableName="similar-games", Item=item)
-    assert dynamodb.get_item(TableName="similar-games", Key={"game_id": {"S": "starburst"}})["Item"] == item
+    assert dynamodb.get_item(TableName="similar-games", Key={"gameId": {"S": "starburst"}})["Item"] == item
 
 
 def test_s3_through_the_edge_including_presigned_urls(aws_client: AwsClient) -> None:
