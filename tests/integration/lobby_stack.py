@@ -5,8 +5,8 @@
 1. the platform database: ``pam db upgrade`` and ``pam db seed`` (a small generated catalog and history)
    into a SQLite file;
 2. ``batch datasets``: the Personalize CSVs and ``games.json`` to the devstack's S3 (moto);
-3. ``batch personalize apply --outputs``: dataset group, imports, solutions and campaigns in the
-   Personalize emulator, their ARNs in an outputs file PAM reads;
+3. ``batch personalize apply --outputs`` with the shipped config, every resource renamed: dataset group,
+   imports, solutions and campaigns in the Personalize emulator, their ARNs in an outputs file PAM reads;
 4. the similar-games table in DynamoDB (moto), filled with boto3 (one row per game);
 5. ``pam serve`` on a free port with all of the above, polled until ``/lobby`` answers.
 
@@ -25,12 +25,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+import yaml
 
 from tests.integration.support import free_port, wait_for
 
@@ -44,6 +46,8 @@ SIMILAR_TABLE = "lobby-page-similar-games"
 ROLE_ARN = "arn:aws:iam::000000000000:role/PersonalizeS3Read"
 SIMILAR_PER_GAME = 12
 STEP_TIMEOUT = 240.0
+#: Prefix of this module's Personalize resource names.
+RESOURCE_PREFIX = "lobbypage-"
 
 
 def console_script(name: str) -> str:
@@ -74,18 +78,31 @@ class LobbyStack:
     other_player_id: str
     catalog: dict[str, dict[str, Any]]
     dynamodb: Any
+    #: The environment ``pam serve`` runs with (``pam token`` signs with its key).
+    env: Mapping[str, str]
     changed: dict[str, list[str]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
 
-    def token(self, player_id: str, *, expires_in: float = 900.0) -> str:
-        """A token for ``player_id`` signed with the stack's key; negative ``expires_in``: already expired."""
+    def token(self, player_id: str) -> str:
+        """A token for ``player_id`` from ``pam token``, the command a developer uses (one per player)."""
+        if player_id not in self.tokens:
+            done = subprocess.run(
+                [console_script("pam"), "token", player_id, "--ttl", "3600"],
+                env=dict(self.env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, f"pam token exited {done.returncode}: {done.stderr}"
+            self.tokens[player_id] = done.stdout.strip()
+        return self.tokens[player_id]
+
+    def expired_token(self, player_id: str) -> str:
+        """A token signed with the stack's key whose ``exp`` passed two minutes ago (``pam token`` cannot
+        issue one: its ``--ttl`` must be positive)."""
         now = int(time.time())
-        claims = {
-            "sub": player_id,
-            "iss": JWT_ISSUER,
-            "aud": JWT_AUDIENCE,
-            "iat": now - 300 if expires_in < 0 else now,
-            "exp": now + int(expires_in),
-        }
+        claims = {"sub": player_id, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "iat": now - 600, "exp": now - 120}
         return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
     def api_lobby(self, player_id: str, token: str) -> dict[str, Any]:
@@ -137,6 +154,29 @@ class LobbyStack:
                 "updatedAt": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
             },
         )
+
+
+def _renamed(node: Any) -> Any:
+    """``node`` with every resource name (``name``, ``jobNamePrefix``) prefixed with :data:`RESOURCE_PREFIX`."""
+    if isinstance(node, dict):
+        return {
+            key: f"{RESOURCE_PREFIX}{value}"
+            if key in ("name", "jobNamePrefix") and isinstance(value, str)
+            else _renamed(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renamed(value) for value in node]
+    return node
+
+
+def personalize_config(folder: Path) -> Path:
+    """The shipped Personalize config with resources of their own: other tests on the same emulator
+    apply it too, and apply finds resources by name."""
+    shipped = resources.files("batch.personalize").joinpath("default.yaml").read_text(encoding="utf-8")
+    path = folder / "personalize.yaml"
+    path.write_text(yaml.safe_dump(_renamed(yaml.safe_load(shipped)), sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _stack_env(devstack_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -226,6 +266,7 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
             "BATCH_S3_BUCKET": DATASETS_BUCKET,
             "BATCH_S3_PREFIX": DATASETS_PREFIX,
             "BATCH_PERSONALIZE_ROLE_ARN": ROLE_ARN,
+            "BATCH_PERSONALIZE_CONFIG": str(personalize_config(work)),
             "BATCH_PERSONALIZE_POLL_INITIAL_SECONDS": "0.1",
             "BATCH_PERSONALIZE_POLL_MAX_SECONDS": "0.5",
         },
@@ -271,6 +312,7 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
             other_player_id=other,
             catalog=catalog,
             dynamodb=dynamodb,
+            env=pam_env,
         )
     finally:
         process.terminate()

@@ -301,7 +301,7 @@ def test_unchanged_lobby_is_not_rendered_again(lobby_stack: LobbyStack, page: tu
 def test_expired_token_shows_an_error(lobby_stack: LobbyStack, page: tuple[Page, PageLog]) -> None:
     browser_page, log = page
     player = lobby_stack.player_id
-    expired = lobby_stack.token(player, expires_in=-120)
+    expired = lobby_stack.expired_token(player)
     with httpx.Client(base_url=lobby_stack.base_url, timeout=10) as http:
         answer = http.get(f"/v1/players/{player}/lobby", headers={"Authorization": f"Bearer {expired}"})
     assert answer.status_code == 401
