@@ -464,6 +464,17 @@ def run_measured(
     )
 
 
+def available_memory() -> int:
+    """``MemAvailable`` of the machine in bytes (0 if unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def machine_line() -> str:
     """CPUs, memory and the load average now."""
     load = os.getloadavg()
