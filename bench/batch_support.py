@@ -491,21 +491,22 @@ def machine_line() -> str:
     )
 
 
-def code_version() -> str:
-    """The commit measured, with ``+changes`` when the work tree differs from it."""
+def code_version(paths: Sequence[str] = ("batch", "clickstream", "bench")) -> str:
+    """The commit measured, and the files under ``paths`` that differ from it (a shared work tree)."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "batch", "bench"],
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", *paths],
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
+        ).stdout.split("\n")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return commit + (" +changes in batch/ or bench/" if dirty else "")
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 def yes_no(ok: bool) -> str:
