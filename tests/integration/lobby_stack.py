@@ -8,7 +8,7 @@
 3. ``batch personalize apply --outputs`` with the shipped config, every resource renamed: dataset group,
    imports, solutions and campaigns in the Personalize emulator, their ARNs in an outputs file PAM reads;
 4. the similar-games table in DynamoDB (moto), filled with boto3 (one row per game);
-5. ``pam serve`` on a free port with all of the above, polled until ``/lobby`` answers.
+5. ``pam serve`` on a free port with all of the above, polled until ``/readyz`` says it is ready.
 
 Every step is a console script in a subprocess with only the stack's environment; its output is kept in
 the test's temporary folder and shown when it fails.
@@ -16,6 +16,7 @@ the test's temporary folder and shown when it fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -244,11 +245,11 @@ def _start_pam(env: Mapping[str, str], log: Path) -> tuple[subprocess.Popen[byte
         if process.poll() is not None:
             raise RuntimeError(f"pam serve exited {process.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
         try:
-            return httpx.get(f"{base_url}/lobby", timeout=1).status_code == 200
+            return httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200  # the catalog is loaded
         except httpx.HTTPError:
             return False
 
-    wait_for(answers, timeout=60, what="pam serve to answer", interval=0.1, max_interval=0.5)
+    wait_for(answers, timeout=60, what="pam serve to be ready", interval=0.1, max_interval=0.5)
     return process, base_url
 
 
@@ -315,6 +316,8 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
             env=pam_env,
         )
     finally:
+        with contextlib.suppress(httpx.HTTPError):  # for a look after a failure: fallbacks, breakers
+            (work / "pam-metrics.txt").write_text(httpx.get(f"{base_url}/metrics", timeout=5).text, encoding="utf-8")
         process.terminate()
         try:
             process.wait(timeout=15)
