@@ -1,0 +1,3 @@
+module patron/bench/pam_depstub
+
+go 1.22

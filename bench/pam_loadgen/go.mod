@@ -1,0 +1,3 @@
+module patron/bench/pam_loadgen
+
+go 1.22
