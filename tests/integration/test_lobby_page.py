@@ -351,3 +351,23 @@ def test_form_opens_a_lobby_and_keeps_the_token_in_the_fragment(
     assert "token" not in url.params, "the token must stay out of the query string (and server logs)"
     assert f"player={player}" in url.fragment
     assert log.unexpected() == []
+
+
+def test_unreachable_service_is_shown_and_the_page_recovers(
+    lobby_stack: LobbyStack, page: tuple[Page, PageLog]
+) -> None:
+    browser_page, _ = page
+    player = lobby_stack.other_player_id
+    token = lobby_stack.token(player)
+    # The browser's own network layer drops every API request: what a lost connection looks like to the page.
+    browser_page.route("**/v1/players/**", lambda route: route.abort("connectionrefused"))
+    browser_page.goto(lobby_url(lobby_stack, player, token))
+    error = browser_page.get_by_test_id("lobby-error")
+    error.wait_for(state="visible", timeout=DEADLINE_SECONDS * 1000)
+    assert error.get_attribute("data-kind") == "network"
+    assert "Retrying" in error.inner_text()
+
+    browser_page.unroute("**/v1/players/**")
+    lobby = lobby_stack.healthy_lobby(player, token)
+    wait_for_sections(browser_page, expected_sections(lobby), "the lobby once the service is reachable again")
+    assert error.is_hidden()
