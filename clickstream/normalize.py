@@ -172,8 +172,158 @@ class _BoundedSet:
             self._keys.popitem(last=False)
         return True
 
+    def touch(self, key: str) -> bool:
+        """If ``key`` is remembered, mark it as just seen (exactly what :meth:`add` does to a known
+        key) and return True; otherwise change nothing and return False."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        return False
+
     def __len__(self) -> int:
         return len(self._keys)
+
+
+# -- the collapse pre-check ----------------------------------------------------------------------
+#
+# Most events of a real stream are repeated rounds and bets of a game already played in the
+# session: the full path validates them with pydantic, parses their timestamp and serializes their
+# properties only to drop them as ``collapsed``. The pre-check reads the raw dict and answers only
+# when it can prove what the full path would return; whenever an input is in any way unusual (a
+# field under both spellings, a type pydantic would coerce, non-ASCII text, a value near a limit,
+# no arrival time) it declines and the full path decides. Its acceptance conditions, field by field:
+#
+# - every known field appears under at most one key (pydantic reads the first spelling present);
+# - text fields are ``str`` and ASCII (pydantic refuses lone surrogates; its whitespace stripping
+#   only shortens ASCII text, so the length limits checked on the raw text hold after it);
+#   session_id and game_id, which make the eventId, are non-empty with nothing to strip;
+# - numbers are ``int`` (not bool) within 2**53, or finite ``float``; int fields take only ``int``;
+# - the timestamp is absent (the record's arrival time stands in), a number, or ASCII text that
+#   :func:`parse_timestamp` reads (it strips more than pydantic does, so the result is the same),
+#   inside the accepted range;
+# - no impression list (declined: rare on rounds);
+# - an upper bound of the properties' JSON length is within the limit.
+#
+# Under these conditions the full path returns an event whose eventId is the collapse id computed
+# here; if that id is already remembered, the full path would drop it as ``collapsed``.
+
+_INT_LIMIT = 2**53
+_TEXT_FIELDS = frozenset(
+    {"event_type", "platform", "country", "currency", "lobby_section", "event_id", "player_id", "recommendation_id"}
+)
+_FLOAT_FIELDS = frozenset({"stake", "win"})
+_INT_FIELDS = frozenset({"duration_ms", "position"})
+_KEY_FIELDS = frozenset({"session_id", "game_id"})
+_TEXT_LIMITS = {
+    "event_id": MAX_ID_LENGTH,
+    "player_id": MAX_ID_LENGTH,
+    "recommendation_id": MAX_RECOMMENDATION_ID_LENGTH,
+}
+#: Every key pydantic reads a field from -> the field.
+_FIELD_OF_KEY = {key: name for name in RawEvent.model_fields for key in {name, to_camel(name)}}
+#: Longest JSON of a number the pre-check accepts (a float's repr, an int below 2**53).
+_MAX_NUMBER_JSON = 24
+assert set(RawEvent.model_fields) == (
+    _TEXT_FIELDS | _FLOAT_FIELDS | _INT_FIELDS | {"session_id", "game_id", "timestamp", "impression"}
+), "the collapse pre-check must know every field of RawEvent"
+
+
+def _plain_text(value: object, limit: int = MAX_ID_LENGTH) -> bool:
+    return type(value) is str and value.isascii() and len(value) <= limit
+
+
+def _key_text(value: object) -> bool:
+    """session_id / game_id that pydantic keeps exactly as they are."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and not value[0].isspace()
+        and not value[-1].isspace()
+    )
+
+
+def _plain_number(value: object) -> bool:
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    return kind is int and -_INT_LIMIT < value < _INT_LIMIT  # type: ignore[operator]
+
+
+class _CollapsePrecheck:
+    """The collapse id of a raw event the full path would surely turn into that collapsible
+    interaction, or None when it cannot tell (see the conditions above)."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, mapping: EventMapping) -> None:
+        self._rules = {
+            raw_type: rule
+            for raw_type, rule in mapping.interactions.items()
+            if rule.collapse and raw_type.isascii() and raw_type == raw_type.strip()
+        }
+
+    def collapse_id(self, data: Mapping[str, Any], source: Source) -> str | None:
+        if type(data) is not dict or source.arrival_time is None:
+            return None
+        raw_type = data.get("event_type", data.get("eventType"))
+        rule = self._rules.get(raw_type) if type(raw_type) is str else None
+        if rule is None:
+            return None
+        values: dict[str, Any] = {}
+        field_of_key = _FIELD_OF_KEY
+        for key, value in data.items():
+            name = field_of_key.get(key)
+            if name is None:
+                continue
+            if name in values:
+                return None
+            values[name] = value
+            if value is None:
+                if name in _KEY_FIELDS:
+                    return None
+                continue
+            if name in _TEXT_FIELDS:
+                if not _plain_text(value, _TEXT_LIMITS.get(name, MAX_PROPERTIES_LENGTH)):
+                    return None
+            elif name in _FLOAT_FIELDS:
+                if not _plain_number(value):
+                    return None
+            elif name in _INT_FIELDS:
+                if type(value) is not int or not -_INT_LIMIT < value < _INT_LIMIT:
+                    return None
+            elif name in _KEY_FIELDS:
+                if not _key_text(value):
+                    return None
+            elif name == "timestamp":
+                if not (_plain_number(value) or (type(value) is str and value.isascii())):
+                    return None
+            else:  # impression
+                return None
+        session_id = values.get("session_id")
+        game_id = values.get("game_id")
+        if session_id is None or game_id is None:
+            return None
+        try:
+            sent_at = parse_timestamp(values.get("timestamp"))
+        except (ValueError, OverflowError):
+            return None
+        arrival = source.arrival_time
+        if sent_at is None:
+            sent_at = arrival
+        if not EARLIEST_TIMESTAMP <= sent_at <= arrival + MAX_CLOCK_SKEW_SECONDS:
+            return None
+        if rule.properties:
+            bound = 2
+            for name in rule.properties:
+                value = values.get(name)
+                if value is None:
+                    continue
+                # key, quotes, colon, comma; text escapes at most 6 characters per character
+                bound += len(_CAMEL[name]) + 4 + (6 * len(value) + 2 if type(value) is str else _MAX_NUMBER_JSON)
+            if bound > MAX_PROPERTIES_LENGTH:
+                return None
+        return collapsed_event_id(session_id, game_id, rule.event_type)
 
 
 class Normalizer:
@@ -183,13 +333,21 @@ class Normalizer:
     ``collapsed``; an eventId seen before is dropped as ``duplicate``. Both memories are bounded
     (least recently seen keys are forgotten), so memory stays flat; a re-send after a restart
     carries the same eventId and is ignored by Personalize's training.
+
+    A repeated collapsible event that is provably valid is recognised on its raw dict, before
+    validation; the outcome is the same as the full path's in every case (tests/unit's
+    ``test_collapse_precheck`` property compares the two).
     """
 
     def __init__(self, mapping: EventMapping, *, memory: int = 200_000) -> None:
         self.mapping = mapping
         self._seen = _BoundedSet(memory)
+        self._precheck = _CollapsePrecheck(mapping)
 
     def normalize(self, data: Mapping[str, Any], source: Source) -> PersonalizeEvent | Drop:
+        collapse_id = self._precheck.collapse_id(data, source)
+        if collapse_id is not None and self._seen.touch(collapse_id):
+            return Drop(DropReason.COLLAPSED, collapse_id)
         outcome = normalize(data, source, self.mapping)
         if isinstance(outcome, Drop):
             return outcome
