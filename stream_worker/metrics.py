@@ -151,9 +151,9 @@ class Telemetry:
         self.metrics.events_in.inc(n)
         self._count("events_received", n)
 
-    def dropped(self, reason: str) -> None:
-        self.metrics.events_dropped.labels(reason).inc()
-        self._count(f"dropped.{reason}")
+    def dropped(self, reason: str, n: int = 1) -> None:
+        self.metrics.events_dropped.labels(reason).inc(n)
+        self._count(f"dropped.{reason}", n)
 
     def dead_lettered(self, reason: str, n: int = 1) -> None:
         self.metrics.dead_letters.labels(reason).inc(n)

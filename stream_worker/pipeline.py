@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from stream_worker.decode import decode_record
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.metrics import Telemetry
 from stream_worker.sender import PutEventsSender
-from stream_worker.tracker import SequencePosition, SequenceTracker
+from stream_worker.tracker import RecordHandle, SequencePosition, SequenceTracker
 
 log = logging.getLogger(__name__)
 
@@ -96,53 +97,67 @@ class ShardPipeline:
         """Register every record, then decode, normalize and batch each one.
 
         Registration comes first so that no record can be checkpointed past before it is known.
+        The records are sealed together once every one of them has been processed (an error on
+        the way leaves them all unsealed, so none can be checkpointed past); counts of received
+        and dropped events are added to the metrics once per call.
         """
-        contexts = []
-        for record in records:
-            handle = self.tracker.register(SequencePosition(int(record.sequence_number), record.sub_sequence_number))
-            contexts.append(
-                RecordContext(
-                    handle,
-                    self.shard_id,
-                    record.sequence_number,
-                    record.sub_sequence_number,
-                    record.partition_key,
-                    record.arrival_time,
-                )
-            )
+        tracker = self.tracker
+        handles = tracker.register_all(
+            [SequencePosition(int(record.sequence_number), record.sub_sequence_number) for record in records]
+        )
         self.telemetry.records_received(len(records))
-        for record, context in zip(records, contexts, strict=True):
-            self._accept_one(record, context)
+        drops: Counter[DropReason] = Counter()
+        received = 0
+        accept_one = self._accept_one
+        for record, handle in zip(records, handles, strict=True):
+            received += accept_one(record, handle, drops)
+        tracker.seal_all(handles)
+        self.telemetry.events_received(received)
+        for reason, n in drops.items():
+            self.telemetry.dropped(reason, n)
 
-    def _accept_one(self, record: InputRecord, context: RecordContext) -> None:
-        handle = context.handle
+    def _context(self, record: InputRecord, handle: RecordHandle) -> RecordContext:
+        return RecordContext(
+            handle,
+            self.shard_id,
+            record.sequence_number,
+            record.sub_sequence_number,
+            record.partition_key,
+            record.arrival_time,
+        )
+
+    def _accept_one(self, record: InputRecord, handle: RecordHandle, drops: Counter[DropReason]) -> int:
+        """Decode, normalize and batch one record's events (its handle is sealed by the caller);
+        returns how many raw events it counts as (an undecodable record is one)."""
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
-            self.telemetry.events_received(1)  # one undecodable unit, so the totals add up
-            self._dead_letter(context, decoded, record.data, None)
-            self.tracker.seal(handle)
-            return
-        self.telemetry.events_received(len(decoded))
-        tracker = self.tracker
+            self._dead_letter(self._context(record, handle), decoded, record.data, None)
+            return 1  # one undecodable unit, so the totals add up
+        context: RecordContext | None = None
+        normalize = self._normalizer.normalize
         stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
         for item in decoded:
             if item.data is None:
                 assert item.failure is not None
+                context = context or self._context(record, handle)
                 self._dead_letter(context, item.failure, item.raw, item.position)
                 continue
             source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
-            outcome = self._normalizer.normalize(item.data, source)
+            outcome = normalize(item.data, source)
             if isinstance(outcome, Drop):
-                if outcome.reason.is_bad_input:
+                reason = outcome.reason
+                if reason.is_bad_input:
+                    context = context or self._context(record, handle)
                     self._dead_letter(context, outcome, item.raw, item.position)
                 else:
-                    self.telemetry.dropped(outcome.reason)
-                    if outcome.reason is DropReason.NOT_AN_INTERACTION and outcome.detail in self._session_end:
+                    drops[reason] += 1
+                    if reason is DropReason.NOT_AN_INTERACTION and outcome.detail in self._session_end:
                         self._end_session(item.data)
                 continue
-            tracker.add_units(handle)
+            context = context or self._context(record, handle)
+            self.tracker.add_units(handle)
             self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
-        tracker.seal(handle)
+        return len(decoded)
 
     def _end_session(self, data: dict[str, Any]) -> None:
         session = data.get("session_id", data.get("sessionId"))

@@ -45,8 +45,9 @@ def _exit(status: int) -> NoReturn:
 
 def to_input_record(record: Any) -> InputRecord:
     """A kclpy ``Record`` as the pipeline's InputRecord."""
-    sub = record.get("subSequenceNumber") if hasattr(record, "get") else None
-    millis = record.get("approximateArrivalTimestamp") if hasattr(record, "get") else None
+    get = getattr(record, "get", None)
+    sub = None if get is None else get("subSequenceNumber")
+    millis = None if get is None else get("approximateArrivalTimestamp")
     return InputRecord(
         data=record.binary_data,
         sequence_number=str(record.sequence_number),

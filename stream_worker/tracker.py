@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -62,6 +63,20 @@ class SequenceTracker:
             self._records.append(handle)
         return handle
 
+    def register_all(self, positions: Sequence[SequencePosition]) -> list[RecordHandle]:
+        """:meth:`register` for a whole batch under one lock; all or none (a position out of order
+        registers nothing)."""
+        handles = [RecordHandle(position) for position in positions]
+        with self._lock:
+            last = self._last
+            for position in positions:
+                if last is not None and position <= last:
+                    raise ValueError(f"record {position} registered after {last}")
+                last = position
+            self._last = last
+            self._records.extend(handles)
+        return handles
+
     def add_units(self, handle: RecordHandle, n: int = 1) -> None:
         """``n`` more units must finish before ``handle`` is done; only before it is sealed."""
         with self._lock:
@@ -74,6 +89,13 @@ class SequenceTracker:
         """Every unit of ``handle`` is known."""
         with self._lock:
             handle.sealed = True
+            self._advance()
+
+    def seal_all(self, handles: Iterable[RecordHandle]) -> None:
+        """:meth:`seal` for many records under one lock."""
+        with self._lock:
+            for handle in handles:
+                handle.sealed = True
             self._advance()
 
     def finish(self, handle: RecordHandle, n: int = 1) -> None:
