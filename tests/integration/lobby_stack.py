@@ -7,7 +7,9 @@
 2. ``batch datasets``: the Personalize CSVs and ``games.json`` to the devstack's S3 (moto);
 3. ``batch personalize apply --outputs`` with the shipped config, every resource renamed: dataset group,
    imports, solutions and campaigns in the Personalize emulator, their ARNs in an outputs file PAM reads;
-4. the similar-games table in DynamoDB (moto), filled with boto3 (one row per game);
+4. the similar-games table in DynamoDB (moto): filled with boto3 (one row per game, deterministic
+   neighbours), or, with ``similar="batch"``, by ``batch similar run`` (SIMS batch inference in the
+   emulator, then the loader), which makes the whole batch pipeline part of the build;
 5. ``pam serve`` on a free port with all of the above, polled until ``/readyz`` says it is ready.
 
 Every step is a console script in a subprocess with only the stack's environment; its output is kept in
@@ -28,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jwt
@@ -81,6 +83,9 @@ class LobbyStack:
     dynamodb: Any
     #: The environment ``pam serve`` runs with (``pam token`` signs with its key).
     env: Mapping[str, str]
+    similar_table: str = SIMILAR_TABLE
+    #: The folder of the build: the platform database, the outputs file, every step's log.
+    work: Path = Path()
     changed: dict[str, list[str]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -142,12 +147,12 @@ class LobbyStack:
         return moved
 
     def similar_row(self, game_id: str) -> list[str]:
-        item = self.dynamodb.get_item(TableName=SIMILAR_TABLE, Key={"gameId": {"S": game_id}}).get("Item", {})
+        item = self.dynamodb.get_item(TableName=self.similar_table, Key={"gameId": {"S": game_id}}).get("Item", {})
         return [value["S"] for value in item.get("similar", {}).get("L", [])]
 
     def put_similar(self, game_id: str, similar: Sequence[str]) -> None:
         self.dynamodb.put_item(
-            TableName=SIMILAR_TABLE,
+            TableName=self.similar_table,
             Item={
                 "gameId": {"S": game_id},
                 "similar": {"L": [{"S": other} for other in similar]},
@@ -157,26 +162,27 @@ class LobbyStack:
         )
 
 
-def _renamed(node: Any) -> Any:
-    """``node`` with every resource name (``name``, ``jobNamePrefix``) prefixed with :data:`RESOURCE_PREFIX`."""
+def _renamed(node: Any, prefix: str) -> Any:
+    """``node`` with every resource name (``name``, ``jobNamePrefix``) prefixed with ``prefix``."""
     if isinstance(node, dict):
         return {
-            key: f"{RESOURCE_PREFIX}{value}"
+            key: f"{prefix}{value}"
             if key in ("name", "jobNamePrefix") and isinstance(value, str)
-            else _renamed(value)
+            else _renamed(value, prefix)
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_renamed(value) for value in node]
+        return [_renamed(value, prefix) for value in node]
     return node
 
 
-def personalize_config(folder: Path) -> Path:
+def personalize_config(folder: Path, prefix: str = RESOURCE_PREFIX) -> Path:
     """The shipped Personalize config with resources of their own: other tests on the same emulator
     apply it too, and apply finds resources by name."""
     shipped = resources.files("batch.personalize").joinpath("default.yaml").read_text(encoding="utf-8")
     path = folder / "personalize.yaml"
-    path.write_text(yaml.safe_dump(_renamed(yaml.safe_load(shipped)), sort_keys=False), encoding="utf-8")
+    renamed = _renamed(yaml.safe_load(shipped), prefix)
+    path.write_text(yaml.safe_dump(renamed, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -207,11 +213,11 @@ def _players(database: Path) -> tuple[str, str]:
     return str(rows[0][0]), str(rows[1][0])
 
 
-def _fill_similar_table(dynamodb: Any, catalog: Mapping[str, dict[str, Any]]) -> None:
+def _fill_similar_table(dynamodb: Any, table: str, catalog: Mapping[str, dict[str, Any]]) -> None:
     names = dynamodb.list_tables()["TableNames"]
-    if SIMILAR_TABLE not in names:
+    if table not in names:
         dynamodb.create_table(
-            TableName=SIMILAR_TABLE,
+            TableName=table,
             KeySchema=[{"AttributeName": "gameId", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "gameId", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
@@ -221,7 +227,7 @@ def _fill_similar_table(dynamodb: Any, catalog: Mapping[str, dict[str, Any]]) ->
         # Deterministic neighbours: the next games of the catalog, round the end.
         similar = [ids[(position + step) % len(ids)] for step in range(1, SIMILAR_PER_GAME + 1)]
         dynamodb.put_item(
-            TableName=SIMILAR_TABLE,
+            TableName=table,
             Item={
                 "gameId": {"S": game_id},
                 "similar": {"L": [{"S": other} for other in similar]},
@@ -254,8 +260,19 @@ def _start_pam(env: Mapping[str, str], log: Path) -> tuple[subprocess.Popen[byte
 
 
 @contextmanager
-def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: Path) -> Iterator[LobbyStack]:
-    """Build everything in ``work`` (logs too), start PAM, and stop it on exit."""
+def running_lobby_stack(
+    devstack_env: Mapping[str, str],
+    aws_client: Any,
+    work: Path,
+    *,
+    similar: Literal["direct", "batch"] = "direct",
+    name: str = "lobby-page",
+) -> Iterator[LobbyStack]:
+    """Build everything in ``work`` (logs too), start PAM, and stop it on exit. ``name`` keeps this build's
+    S3 prefix, similar-games table and Personalize resources apart from other builds on the same stack."""
+    datasets_prefix = DATASETS_PREFIX if name == "lobby-page" else f"{name}-datasets"
+    similar_table = SIMILAR_TABLE if name == "lobby-page" else f"{name}-similar-games"
+    resource_prefix = RESOURCE_PREFIX if name == "lobby-page" else f"{name.replace('-', '')}-"
     database = work / "platform.db"
     database_url = f"sqlite:///{database}"
     outputs = work / "personalize-outputs.json"
@@ -265,9 +282,13 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
             "PAM_DATABASE_URL": database_url,
             "BATCH_DATABASE_URL": database_url,
             "BATCH_S3_BUCKET": DATASETS_BUCKET,
-            "BATCH_S3_PREFIX": DATASETS_PREFIX,
+            "BATCH_S3_PREFIX": datasets_prefix,
+            "BATCH_SIMILAR_TABLE": similar_table,
             "BATCH_PERSONALIZE_ROLE_ARN": ROLE_ARN,
-            "BATCH_PERSONALIZE_CONFIG": str(personalize_config(work)),
+            "BATCH_PERSONALIZE_CONFIG": str(personalize_config(work, resource_prefix)),
+            "BATCH_SIMILAR_SOLUTION_NAME": f"{resource_prefix}lobby-sims",
+            "BATCH_SIMILAR_POLL_INITIAL_SECONDS": "0.1",
+            "BATCH_SIMILAR_POLL_MAX_SECONDS": "0.5",
             "BATCH_PERSONALIZE_POLL_INITIAL_SECONDS": "0.1",
             "BATCH_PERSONALIZE_POLL_MAX_SECONDS": "0.5",
         },
@@ -283,16 +304,19 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
     run_step([batch, "personalize", "apply", "--outputs", str(outputs)], env, work / "personalize-apply.log")
 
     s3 = aws_client("s3")
-    body = s3.get_object(Bucket=DATASETS_BUCKET, Key=f"{DATASETS_PREFIX}/games.json")["Body"].read()
+    body = s3.get_object(Bucket=DATASETS_BUCKET, Key=f"{datasets_prefix}/games.json")["Body"].read()
     catalog = {game["game_id"]: game for game in json.loads(body)["games"]}
     dynamodb = aws_client("dynamodb")
-    _fill_similar_table(dynamodb, catalog)
+    if similar == "batch":
+        run_step([batch, "similar", "run"], env, work / "similar-run.log")
+    else:
+        _fill_similar_table(dynamodb, similar_table, catalog)
     player, other = _players(database)
 
     pam_env = {
         **env,
-        "PAM_CATALOG_URL": f"s3://{DATASETS_BUCKET}/{DATASETS_PREFIX}/games.json",
-        "PAM_SIMILAR_TABLE": SIMILAR_TABLE,
+        "PAM_CATALOG_URL": f"s3://{DATASETS_BUCKET}/{datasets_prefix}/games.json",
+        "PAM_SIMILAR_TABLE": similar_table,
         "PAM_OUTPUTS_FILE": str(outputs),
         "PAM_JWT_SECRET": JWT_SECRET,
         "PAM_JWT_ISSUER": JWT_ISSUER,
@@ -314,6 +338,8 @@ def running_lobby_stack(devstack_env: Mapping[str, str], aws_client: Any, work: 
             catalog=catalog,
             dynamodb=dynamodb,
             env=pam_env,
+            similar_table=similar_table,
+            work=work,
         )
     finally:
         with contextlib.suppress(httpx.HTTPError):  # for a look after a failure: fallbacks, breakers
