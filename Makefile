@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint typecheck bench clean
+.PHONY: install demo lobby test test-unit lint typecheck bench clean
 
 $(STAMP): pyproject.toml devstack/node/package-lock.json
 	bash .ci/install.sh
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh
+
+lobby: $(STAMP)
+	bash scripts/lobby.sh
 
 test: $(STAMP)
 	$(BIN)/pytest -q
