@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the lobby service (API and page)")
     serve.add_argument("--host", default=None, help="address to listen on (default: $PAM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: $PAM_PORT or 8080)")
+    serve.add_argument("--workers", type=int, default=None, help="processes (default: $PAM_WORKERS or 1)")
     serve.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: $PAM_DATABASE_URL)")
     token = commands.add_parser("token", help="print a token for a player, signed with the configured key")
     token.add_argument("player_id", help="the token's subject")
@@ -204,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             database_url=getattr(args, "database_url", None),
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
         )
     except SettingsError as exc:
         err.print(f"pam: {exc}", highlight=False)

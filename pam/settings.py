@@ -55,6 +55,7 @@ class PamSettings(BaseSettings):
     # --- `pam serve` ---------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="address `pam serve` listens on")
     port: int = Field(8080, ge=0, le=65535, description="port `pam serve` listens on")
+    workers: int = Field(1, ge=1, le=64, description="processes `pam serve` runs, each a full copy of the service")
     catalog_url: str = Field(
         DEFAULT_CATALOG_URL, description="the games catalog (games.json): s3://bucket/key or a local file path"
     )

@@ -114,16 +114,27 @@ class Catalog:
     #: Disabled or unusable entries left out.
     skipped: int = 0
 
+    #: :meth:`visible` per country, computed on first use (the catalog itself never changes).
+    _visible: dict[str | None, Mapping[str, CatalogGame]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     @property
     def order(self) -> Iterable[str]:
         return self.games.keys()
 
+    def visible(self, country: str | None) -> Mapping[str, CatalogGame]:
+        """The games a player of ``country`` (None: unknown) may be shown, by id, in catalog order."""
+        games = self._visible.get(country)
+        if games is None:
+            universal = self.universal
+            games = {game_id: game for game_id, game in self.games.items() if game.available_in(country, universal)}
+            self._visible[country] = games
+        return games
+
     def shown(self, game_id: str, country: str | None) -> CatalogGame | None:
         """The game when it may be shown to a player of ``country`` (None: unknown), else None."""
-        game = self.games.get(game_id)
-        if game is None or not game.available_in(country, self.universal):
-            return None
-        return game
+        return self.visible(country).get(game_id)
 
 
 def parse_catalog(data: bytes) -> Catalog:

@@ -17,12 +17,14 @@ Rules every lobby keeps:
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal, Protocol
+
+import orjson
 
 from pam.api.catalog import Catalog, CatalogGame
 from pam.api.deadline.guard import GuardedDependency, Result
@@ -95,7 +97,8 @@ def assemble(
     order) tops every section up. ``popular`` is the popular campaign's list (or its fallback)."""
     result = Assembly()
     used: set[str] = set()
-    shown = catalog.shown
+    shown = catalog.visible(country).get
+    known = catalog.games
     pool = _PopularPool(catalog, country, popular, used)
 
     for plan in plans:
@@ -103,9 +106,9 @@ def assemble(
         for game_id in plan.candidates:
             if game_id in used:
                 continue
-            game = shown(game_id, country)
+            game = shown(game_id)
             if game is None:
-                if game_id not in catalog.games:
+                if game_id not in known:
                     result.misses += 1
                 continue
             result.hits += 1
@@ -135,19 +138,22 @@ class _PopularPool:
     """The popular list, then the catalog order: games not used yet, shown in ``country``."""
 
     def __init__(self, catalog: Catalog, country: str | None, popular: Sequence[str], used: set[str]) -> None:
-        self._catalog = catalog
-        self._country = country
+        self._shown = catalog.visible(country)
         self._used = used
-        self._ids = iter((*popular, *catalog.order))
+        self._popular = popular
+        self._ids: Iterator[str] | None = None
 
     def take(self, count: int) -> list[CatalogGame]:
         taken: list[CatalogGame] = []
         if count <= 0:
             return taken
+        if self._ids is None:  # built on first use: most lobbies need no top-up
+            self._ids = itertools.chain(self._popular, self._shown)
+        shown = self._shown
         for game_id in self._ids:
             if game_id in self._used:
                 continue
-            game = self._catalog.shown(game_id, self._country)
+            game = shown.get(game_id)
             if game is None:
                 continue
             self._used.add(game_id)
@@ -170,7 +176,7 @@ class Lobby:
 
 
 def _quoted(value: str | None) -> bytes:
-    return b"null" if value is None else json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return b"null" if value is None else orjson.dumps(value)
 
 
 def render_lobby(lobby: Lobby) -> bytes:

@@ -97,9 +97,13 @@ def build_services(settings: PamSettings, *, metrics: LobbyMetrics | None = None
 
     url = settings.database_url.get_secret_value()
     engine_options: dict[str, Any] = {}
-    if not url.startswith("sqlite"):
+    threads = settings.database_threads
+    if url.startswith("sqlite"):
+        # A local file: a lookup takes tens of microseconds, less than a hand-over to a thread.
+        threads = 0
+    else:
         engine_options = {"pool_size": settings.database_threads, "max_overflow": 0}
-    players = PlayerDirectory(create_platform_engine(url, **engine_options), threads=settings.database_threads)
+    players = PlayerDirectory(create_platform_engine(url, **engine_options), threads=threads)
     closers.append(players.close)
 
     store = CatalogStore(catalog_source(settings), metrics)

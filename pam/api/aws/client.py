@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Final
 
 import botocore.session
+import orjson
 from botocore.credentials import Credentials
 
 from pam.api.aws.http import HttpEndpoint, HttpError
@@ -98,7 +98,7 @@ class AwsJsonClient:
 
     async def call(self, path: str, payload: dict[str, Any], *, target: str | None = None) -> dict[str, Any]:
         """POST ``payload`` to ``path`` (with ``X-Amz-Target: target`` for JSON 1.0/1.1 protocols)."""
-        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        body = orjson.dumps(payload)
         headers = {"content-type": self._content_type}
         if target is not None:
             headers["x-amz-target"] = target
@@ -111,7 +111,7 @@ class AwsJsonClient:
         except HttpError as exc:
             raise AwsCallError("ConnectionError", str(exc)) from None
         try:
-            data = json.loads(answer.body) if answer.body else {}
+            data = orjson.loads(answer.body) if answer.body else {}
         except ValueError:
             data = None
         if answer.status >= 300 or not isinstance(data, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,9 +30,27 @@ class RecommendationsCampaign:
         if self.filter_arn is not None:
             payload["filterArn"] = self.filter_arn
         answer = await self._client.call("/recommendations", payload)
-        items = answer.get("itemList") or []
         recommendation_id = answer.get("recommendationId")
         return Recommendations(
-            item_ids=tuple(str(entry["itemId"]) for entry in items if isinstance(entry, dict) and "itemId" in entry),
+            item_ids=_item_ids(answer.get("itemList")),
             recommendation_id=str(recommendation_id) if recommendation_id else None,
         )
+
+
+_ITEM_ID = operator.itemgetter("itemId")
+
+
+def _item_ids(items: Any) -> tuple[str, ...]:
+    """The ``itemId`` of each entry of ``itemList``: the common shape in one C-level pass, anything else
+    (entries without an id, ids that are not strings) the slow way."""
+    if not isinstance(items, list):
+        return ()
+    try:
+        ids = tuple(map(_ITEM_ID, items))
+    except (KeyError, TypeError):
+        pass
+    else:
+        if not ids or set(map(type, ids)) == {str}:
+            return ids
+    found = (entry.get("itemId") if isinstance(entry, dict) else None for entry in items)
+    return tuple(str(item) for item in found if item is not None)

@@ -6,6 +6,7 @@ A row: the partition key (``gameId`` by default) = the game, ``similar`` = the s
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,11 +23,22 @@ class SimilarGames:
     model_version: str | None = None
 
 
+_S = operator.itemgetter("S")
+
+
 def _strings(attribute: Any) -> tuple[str, ...]:
     if not isinstance(attribute, dict):
         return ()
     if "L" in attribute and isinstance(attribute["L"], list):
-        return tuple(entry["S"] for entry in attribute["L"] if isinstance(entry, dict) and "S" in entry)
+        entries = attribute["L"]
+        try:  # the common shape, in one C-level pass
+            strings = tuple(map(_S, entries))
+        except (KeyError, TypeError):
+            pass
+        else:
+            if not strings or set(map(type, strings)) == {str}:
+                return strings
+        return tuple(entry["S"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("S"), str))
     if "SS" in attribute and isinstance(attribute["SS"], list):
         return tuple(str(value) for value in attribute["SS"])
     if "S" in attribute:  # a |-joined string
