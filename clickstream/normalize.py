@@ -208,53 +208,42 @@ class _BoundedSet:
 # here; if that id is already remembered, the full path would drop it as ``collapsed``.
 
 _INT_LIMIT = 2**53
-_TEXT_FIELDS = frozenset(
-    {"event_type", "platform", "country", "currency", "lobby_section", "event_id", "player_id", "recommendation_id"}
-)
-_FLOAT_FIELDS = frozenset({"stake", "win"})
-_INT_FIELDS = frozenset({"duration_ms", "position"})
-_KEY_FIELDS = frozenset({"session_id", "game_id"})
+#: Longest JSON of a number the pre-check accepts (a float's repr, an int below 2**53).
+_MAX_NUMBER_JSON = 24
+# What each field is, for the pre-check.
+_TEXT, _FLOAT, _INT, _SESSION, _GAME, _TIMESTAMP, _IMPRESSION = range(7)
+_KINDS = {
+    "event_type": _TEXT,
+    "event_id": _TEXT,
+    "player_id": _TEXT,
+    "session_id": _SESSION,
+    "game_id": _GAME,
+    "timestamp": _TIMESTAMP,
+    "platform": _TEXT,
+    "country": _TEXT,
+    "currency": _TEXT,
+    "stake": _FLOAT,
+    "win": _FLOAT,
+    "duration_ms": _INT,
+    "position": _INT,
+    "lobby_section": _TEXT,
+    "recommendation_id": _TEXT,
+    "impression": _IMPRESSION,
+}
+#: Longest raw text the pre-check accepts per text field (longer ones: the full path decides).
 _TEXT_LIMITS = {
     "event_id": MAX_ID_LENGTH,
     "player_id": MAX_ID_LENGTH,
     "recommendation_id": MAX_RECOMMENDATION_ID_LENGTH,
 }
-#: Every key pydantic reads a field from -> the field.
-_FIELD_OF_KEY = {key: name for name in RawEvent.model_fields for key in {name, to_camel(name)}}
-#: Longest JSON of a number the pre-check accepts (a float's repr, an int below 2**53).
-_MAX_NUMBER_JSON = 24
-assert set(RawEvent.model_fields) == (
-    _TEXT_FIELDS | _FLOAT_FIELDS | _INT_FIELDS | {"session_id", "game_id", "timestamp", "impression"}
-), "the collapse pre-check must know every field of RawEvent"
-
-
-def _plain_text(value: object, limit: int = MAX_ID_LENGTH) -> bool:
-    return type(value) is str and value.isascii() and len(value) <= limit
-
-
-def _key_text(value: object) -> bool:
-    """session_id / game_id that pydantic keeps exactly as they are."""
-    return (
-        type(value) is str
-        and 0 < len(value) <= MAX_ID_LENGTH
-        and value.isascii()
-        and not value[0].isspace()
-        and not value[-1].isspace()
-    )
-
-
-def _plain_number(value: object) -> bool:
-    kind = type(value)
-    if kind is float:
-        return math.isfinite(value)  # type: ignore[arg-type]
-    return kind is int and -_INT_LIMIT < value < _INT_LIMIT  # type: ignore[operator]
+assert set(_KINDS) == set(RawEvent.model_fields), "the collapse pre-check must know every field of RawEvent"
 
 
 class _CollapsePrecheck:
     """The collapse id of a raw event the full path would surely turn into that collapsible
     interaction, or None when it cannot tell (see the conditions above)."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_keys", "_rules")
 
     def __init__(self, mapping: EventMapping) -> None:
         self._rules = {
@@ -262,6 +251,15 @@ class _CollapsePrecheck:
             for raw_type, rule in mapping.interactions.items()
             if rule.collapse and raw_type.isascii() and raw_type == raw_type.strip()
         }
+        # key -> (field, kind, text limit, the other spelling of the key or "", properties that take it)
+        self._keys: dict[str, tuple[str, int, int, str, frozenset[str]]] = {}
+        for name, kind in _KINDS.items():
+            camel = to_camel(name)
+            takers = frozenset(t for t, rule in self._rules.items() if name in rule.properties)
+            limit = _TEXT_LIMITS.get(name, MAX_PROPERTIES_LENGTH)
+            self._keys[name] = (name, kind, limit, camel if camel != name else "", takers)
+            if camel != name:
+                self._keys[camel] = (name, kind, limit, name, takers)
 
     def collapse_id(self, data: Mapping[str, Any], source: Source) -> str | None:
         if type(data) is not dict or source.arrival_time is None:
@@ -270,42 +268,64 @@ class _CollapsePrecheck:
         rule = self._rules.get(raw_type) if type(raw_type) is str else None
         if rule is None:
             return None
-        values: dict[str, Any] = {}
-        field_of_key = _FIELD_OF_KEY
+        session_id: Any = None
+        game_id: Any = None
+        timestamp: Any = None
+        bound = 2  # the properties' JSON: braces, then per property its key, quotes, colon, comma
+        keys = self._keys
         for key, value in data.items():
-            name = field_of_key.get(key)
-            if name is None:
+            known = keys.get(key)
+            if known is None:
                 continue
-            if name in values:
+            name, kind, limit, other, takers = known
+            if other and other in data:  # under both spellings: pydantic picks one, the full path decides
                 return None
-            values[name] = value
             if value is None:
-                if name in _KEY_FIELDS:
-                    return None
                 continue
-            if name in _TEXT_FIELDS:
-                if not _plain_text(value, _TEXT_LIMITS.get(name, MAX_PROPERTIES_LENGTH)):
+            kind_of_value = type(value)
+            if kind == _TEXT:
+                if kind_of_value is not str or len(value) > limit or not value.isascii():
                     return None
-            elif name in _FLOAT_FIELDS:
-                if not _plain_number(value):
+            elif kind == _FLOAT:
+                if kind_of_value is float:
+                    if not math.isfinite(value):
+                        return None
+                elif kind_of_value is not int or not -_INT_LIMIT < value < _INT_LIMIT:
                     return None
-            elif name in _INT_FIELDS:
-                if type(value) is not int or not -_INT_LIMIT < value < _INT_LIMIT:
+            elif kind in (_SESSION, _GAME):
+                if (
+                    kind_of_value is not str
+                    or not 0 < len(value) <= MAX_ID_LENGTH
+                    or not value.isascii()
+                    or value[0].isspace()
+                    or value[-1].isspace()
+                ):
                     return None
-            elif name in _KEY_FIELDS:
-                if not _key_text(value):
+                if kind == _SESSION:
+                    session_id = value
+                else:
+                    game_id = value
+            elif kind == _INT:
+                if kind_of_value is not int or not -_INT_LIMIT < value < _INT_LIMIT:
                     return None
-            elif name == "timestamp":
-                if not (_plain_number(value) or (type(value) is str and value.isascii())):
+            elif kind == _TIMESTAMP:
+                if kind_of_value is str:
+                    if not value.isascii():
+                        return None
+                elif kind_of_value is float:
+                    if not math.isfinite(value):
+                        return None
+                elif kind_of_value is not int or not -_INT_LIMIT < value < _INT_LIMIT:
                     return None
-            else:  # impression
+                timestamp = value
+            else:  # an impression list: rare on rounds, left to the full path
                 return None
-        session_id = values.get("session_id")
-        game_id = values.get("game_id")
-        if session_id is None or game_id is None:
+            if raw_type in takers:
+                bound += len(name) + 4 + (6 * len(value) + 2 if kind_of_value is str else _MAX_NUMBER_JSON)
+        if session_id is None or game_id is None or bound > MAX_PROPERTIES_LENGTH:
             return None
         try:
-            sent_at = parse_timestamp(values.get("timestamp"))
+            sent_at = parse_timestamp(timestamp)
         except (ValueError, OverflowError):
             return None
         arrival = source.arrival_time
@@ -313,16 +333,6 @@ class _CollapsePrecheck:
             sent_at = arrival
         if not EARLIEST_TIMESTAMP <= sent_at <= arrival + MAX_CLOCK_SKEW_SECONDS:
             return None
-        if rule.properties:
-            bound = 2
-            for name in rule.properties:
-                value = values.get(name)
-                if value is None:
-                    continue
-                # key, quotes, colon, comma; text escapes at most 6 characters per character
-                bound += len(_CAMEL[name]) + 4 + (6 * len(value) + 2 if type(value) is str else _MAX_NUMBER_JSON)
-            if bound > MAX_PROPERTIES_LENGTH:
-                return None
         return collapsed_event_id(session_id, game_id, rule.event_type)
 
 

@@ -69,6 +69,9 @@ def parse_timestamp(value: str | float | bool | None) -> float | None:
     if isinstance(value, str):
         text = value.strip()
         try:
+            # float() never reads a colon: an ISO time of day skips the attempt (and its exception)
+            if ":" in text:
+                raise ValueError(text)
             number = float(text)
         except ValueError:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
