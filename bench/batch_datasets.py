@@ -80,6 +80,8 @@ class Run:
     measured: Measured
     datasets: dict[str, Dataset] = field(default_factory=dict)
     error: str | None = None
+    #: Distinct users among the interactions written (from the manifest; ours only).
+    users: int | None = None
 
     @property
     def rows(self) -> int:
@@ -142,6 +144,7 @@ def run_ours(db: PlatformDatabase, out: Path) -> Run:
         run.error = f"failed, exit {measured.returncode}: {measured.stderr.strip()[-2000:]}"
         return run
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    run.users = int(manifest["datasets"]["interactions"].get("users", 0)) or None
     for dataset, name in CSV_FILES.items():
         counts = manifest["datasets"][dataset]
         run.datasets[dataset] = Dataset(counts["read"], counts["written"], watch.seconds(name))
@@ -327,6 +330,17 @@ def verdicts(runs: Sequence[Run], large: int, small: int | None) -> None:
                 f"({base_growth:.2f}x)"
             )
         print(line)
+        added = ours.rows - ours_small.rows
+        if added > 0:
+            extra = f"batch datasets {(ours.measured.peak_rss_bytes - ours_small.measured.peak_rss_bytes) / added:,.1f}"
+            if base and base_small:
+                extra += f", pandas {(base.measured.peak_rss_bytes - base_small.measured.peak_rss_bytes) / added:,.0f}"
+            print(f"  peak RSS added per added row: {extra} bytes")
+        if ours.users and ours_small.users:
+            print(
+                f"  distinct users among the interactions: {ours_small.users:,} -> {ours.users:,} (batch datasets "
+                "keeps a count per user for the minimums check: memory grows with users, not rows)"
+            )
         print(
             f"memory flat (grows < {FLAT_GROWTH - 1:.0%} for {large / small:g}x the rows) -> target met: "
             f"{yes_no(growth < FLAT_GROWTH)}"
