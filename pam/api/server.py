@@ -54,6 +54,8 @@ def serve(settings: PamSettings) -> None:
         "http": "httptools",
         "lifespan": "on",
         "access_log": False,
+        # Nothing reads the client's address (no access log): no X-Forwarded-For parsing per request.
+        "proxy_headers": False,
         "log_level": "info",
         "timeout_graceful_shutdown": 10,
     }
