@@ -10,6 +10,8 @@ from typing import Any, Final
 from clickstream.outcomes import Drop, DropReason
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
+_OPEN_BRACE: Final = ord("{")
+_decoder = json.JSONDecoder()
 #: A record inflating beyond this is refused (a Kinesis record is at most 1 MiB compressed).
 MAX_INFLATED_BYTES: Final = 16 * 1024 * 1024
 
@@ -53,7 +55,12 @@ def decode_record(data: bytes) -> list[DecodedEvent] | Drop:
         if not stripped:
             continue
         try:
-            parsed = json.loads(stripped)
+            if stripped[0] == _OPEN_BRACE and stripped[1:2] != b"\x00":
+                # What json.loads does with bytes that start like an object (it would detect UTF-8
+                # and decode with surrogatepass), without its encoding detection.
+                parsed = _decoder.decode(stripped.decode("utf-8", "surrogatepass"))
+            else:
+                parsed = json.loads(stripped)
         except UnicodeDecodeError as exc:
             events.append(DecodedEvent(position, line, failure=Drop(DropReason.INVALID_UTF8, str(exc)[:200])))
             continue
