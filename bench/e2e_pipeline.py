@@ -8,7 +8,9 @@ One run, every stream with ``--shards`` (4) shards, everything on this machine:
     and a plain reader alone (one thread per shard: GetShardIterator TRIM_HORIZON, then GetRecords
     with Limit 10000 until it has read everything put; records/s). The records are a generated
     capture (``--records``, mostly one event per record, sessions interleaved, after an hour of
-    warm-up). The direct port's stream is kept: it is the backlog of (b).
+    warm-up). Against the direct port, the reader runs a second time over HTTP/2 (h2c, with curl;
+    bench/kinesis_h2_reader.py), the protocol KCL is forced to use, which kinesis-mock serves more
+    slowly than HTTP/1.1. The direct port's stream is kept: it is the backlog of (b).
 (b) capacity: ONE ``stream-worker run`` (one KCL daemon, one child per shard) starts on that backlog
     and drains it. Milestones from the supervisor's log (KCL assigns the leases, the children start),
     from /metrics polled every ~0.2 s (the children were handed all records) and from the emulator
@@ -87,6 +89,7 @@ from e2e_support import (
     rate_from_times,
     read_text,
 )
+from kinesis_h2_reader import H2ReadResult, plain_read_h2
 
 from clickstream.capture import CaptureRecord, write_capture
 from clickstream.generator import DEFAULT_CONFIG, SHORT_SESSIONS, generate_catalog, generate_events, pack_records
@@ -455,6 +458,7 @@ class KinesisFigures:
     read: ReadResult
     put_cpu: dict[str, float]
     read_cpu: dict[str, float]
+    read_h2: H2ReadResult | None = None
 
 
 def kinesis_throughput(
@@ -478,12 +482,25 @@ def kinesis_throughput(
         middle = cpu.snapshot()
         read = plain_read(endpoints, endpoint, stream, put.per_shard)
         after = cpu.snapshot()
+        read_h2 = None
+        if endpoint == endpoints.kinesis_direct:
+            # The same reads over HTTP/2, the protocol KCL uses (kinesis-mock's port speaks h2c too).
+            read_h2 = plain_read_h2(
+                endpoint,
+                endpoints.region,
+                endpoints.env["AWS_ACCESS_KEY_ID"],
+                endpoints.env["AWS_SECRET_ACCESS_KEY"],
+                stream,
+                put.per_shard,
+                limit=GET_LIMIT,
+            )
+            say(f"(a) {label}: plain read over HTTP/2 {read_h2.rate:,.0f} records/s")
         kept = keep_stream
     finally:
         if not kept:
             delete_stream(admin, stream)
     say(f"(a) {label}: put {put.rate:,.0f} records/s, plain read {read.rate:,.0f} records/s")
-    return KinesisFigures(label, put, read, middle.cores_since(before), after.cores_since(middle)), (
+    return KinesisFigures(label, put, read, middle.cores_since(before), after.cores_since(middle), read_h2), (
         stream if kept else None
     )
 
@@ -1078,6 +1095,16 @@ def report(
                 k.read.throttled,
                 "-",
             )
+            if k.read_h2 is not None:
+                table.add(
+                    f"plain reader over HTTP/2 (as KCL; curl), {k.label}",
+                    f"{k.read_h2.records:,}",
+                    fmt(k.read_h2.seconds, 2),
+                    fmt(k.read_h2.rate),
+                    k.read_h2.calls,
+                    "-",
+                    "-",
+                )
         print(table.render())
         if len(kinesis) == 2 and direct is not None:
             edge = next(k for k in kinesis if k.label == "edge")
@@ -1092,6 +1119,7 @@ def report(
         print()
 
     reader_rate = direct.read.rate if direct is not None else math.nan
+    h2_rate = direct.read_h2.rate if direct is not None and direct.read_h2 is not None else math.nan
     if capacity is not None:
         c = capacity
         m = c.milestones
@@ -1270,6 +1298,14 @@ def report(
             f"{fmt(capacity.records_from_children)} = {pct(warm)}; target >= 80%"
         )
         print(f"  target met: {verdict(None if math.isnan(conservative) else conservative >= 0.8)}")
+        same_protocol = capacity.records_from_lease / h2_rate if h2_rate else math.nan
+        warm_h2 = capacity.records_from_children / h2_rate if h2_rate else math.nan
+        print(
+            f"  the same against the plain reader over HTTP/2, KCL's protocol ({fmt(h2_rate)} records/s): "
+            f"{pct(same_protocol)}; with the children already up: {pct(warm_h2)}"
+        )
+        met = None if math.isnan(same_protocol) else same_protocol >= 0.8
+        print(f"  target met against the same-protocol reader: {verdict(met)}")
     else:
         print("  pipeline vs plain reader: not measured")
         print("  target met: n/a")
