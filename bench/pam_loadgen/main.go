@@ -1,7 +1,8 @@
 // Command pam_loadgen is the PAM benchmark's load generator: a closed loop of -clients concurrent
 // clients, each on its own keep-alive connection, asking for lobbies back to back for -warmup and then
-// -duration. Every client rotates through the players of -players (lines "player_id<TAB>token"). It
-// prints one JSON object: requests/s over the measured window and exact latency percentiles over every
+// -duration (with -prime, after asking for every player's lobby once). Every client rotates through the
+// players of -players (lines "player_id<TAB>token"). It writes "started" to stderr when the warm-up
+// begins and, at the end, prints one JSON object: requests/s over the measured window and exact latency percentiles over every
 // request that started and ended inside it, the status counts, and how many lobbies said "degraded".
 //
 //	pam_loadgen -url http://127.0.0.1:8080 -players players.tsv -clients 50 -duration 10s -warmup 2s
@@ -95,6 +96,26 @@ func percentile(sorted []time.Duration, fraction float64) float64 {
 	return float64(sorted[index]) / float64(time.Millisecond)
 }
 
+// primeAll asks for every player's lobby once, spread over the clients, answers ignored.
+func primeAll(client *http.Client, base string, players []player, clients int) {
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for next := c; next < len(players); next += clients {
+				request, _ := http.NewRequest(http.MethodGet, base+players[next].path, nil)
+				request.Header["Authorization"] = []string{players[next].authorization}
+				if response, err := client.Do(request); err == nil {
+					_, _ = io.Copy(io.Discard, response.Body)
+					response.Body.Close()
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+}
+
 func main() {
 	base := flag.String("url", "", "PAM's base URL, e.g. http://127.0.0.1:8080")
 	playersFile := flag.String("players", "", "file of lines player_id<TAB>token")
@@ -102,6 +123,7 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "measured window")
 	warmup := flag.Duration("warmup", 2*time.Second, "load before the measured window (not counted)")
 	timeout := flag.Duration("timeout", 5*time.Second, "a request taking longer counts as an error")
+	prime := flag.Bool("prime", false, "before the warm-up, ask for every player's lobby once (PAM caches verified tokens)")
 	flag.Parse()
 	if *base == "" || *playersFile == "" || *clients < 1 {
 		log.Fatal("-url, -players and -clients >= 1 are required")
@@ -118,7 +140,11 @@ func main() {
 		IdleConnTimeout:     time.Minute,
 	}
 	client := &http.Client{Transport: transport, Timeout: *timeout}
+	if *prime {
+		primeAll(client, *base, players, *clients)
+	}
 	begin := time.Now()
+	fmt.Fprintln(os.Stderr, "started")
 	measureFrom := begin.Add(*warmup)
 	measureTo := measureFrom.Add(*duration)
 	stats := make([]clientStats, *clients)
