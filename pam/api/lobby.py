@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import orjson
 
@@ -58,8 +58,7 @@ SOURCE_CATALOG: Final = "catalog"
 # --- assembly (pure) ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SectionPlan:
+class SectionPlan(NamedTuple):
     """A section to fill: its candidates in order (possibly none: then it is filled from popular)."""
 
     key: SectionKey
@@ -70,8 +69,9 @@ class SectionPlan:
     degraded: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
+class Section(NamedTuple):
+    """A filled section (named tuples, like the plans: several are made per lobby)."""
+
     key: SectionKey
     title: str
     source: str

@@ -6,9 +6,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from pam.api.deadline.breaker import CircuitBreaker
 
@@ -23,8 +22,9 @@ class Outcome(StrEnum):
     BREAKER_OPEN = "breaker_open"
 
 
-@dataclass(frozen=True, slots=True)
-class Result(Generic[T]):
+class Result(NamedTuple, Generic[T]):
+    """A guarded call's outcome and, when OK, its value (a named tuple: five are made per lobby)."""
+
     outcome: Outcome
     value: T | None = None
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pam.api.aws.client import AwsJsonClient
 
 RUNTIME_CONTENT_TYPE: Final = "application/json"
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendations:
+class Recommendations(NamedTuple):
+    """A campaign's answer (a named tuple: three are made per lobby)."""
+
     item_ids: tuple[str, ...]
     recommendation_id: str | None
 
