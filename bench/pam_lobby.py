@@ -427,6 +427,7 @@ def run_load(
     pam_pid: int,
     *,
     prime: bool = False,
+    inside: bool = True,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
     command = [
         str(loadgen),
@@ -450,7 +451,7 @@ def run_load(
         if process.stderr.readline().strip() != b"started":
             raise SystemExit(f"the load generator failed: {process.stderr.read().decode(errors='replace')}")
         time.sleep(warmup)
-        view_before = pam_view(base)
+        view_before = pam_view(base) if inside else {}
         pam_pids = descendants(pam_pid)
         stub_pids = [pid for pid in descendants(os.getpid()) if pid not in pam_pids and pid != os.getpid()]
         before = (cpu_seconds(pam_pids), cpu_seconds([process.pid]), cpu_seconds(stub_pids), machine_busy())
@@ -458,7 +459,7 @@ def run_load(
         time.sleep(duration)
         after = (cpu_seconds(pam_pids), cpu_seconds([process.pid]), cpu_seconds(stub_pids), machine_busy())
         elapsed = time.monotonic() - started_at
-        view_after = pam_view(base)
+        view_after = pam_view(base) if inside else {}
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -505,7 +506,7 @@ def print_table(rows: list[Row]) -> None:
     print(f"{'as PAM measured (mean ms)':<36} " + " ".join(f"{name:>9}" for name in names))
     for row in rows:
         cells = " ".join(f"{row.inside[name]:>9.1f}" if name in row.inside else f"{'-':>9}" for name in names)
-        print(f"{row.label:<36} {cells}")
+        print(f"{row.label:<36} {cells}" if row.inside else f"{row.label:<36} (several workers: each has its own)")
     print("(lobby: from the request's arrival in the app to its answer; the rest: each dependency call, awaited)")
 
 
@@ -602,7 +603,16 @@ def main() -> int:
                         # The first load on a fresh PAM asks for every player once: their tokens verified
                         # and cached, as for players who keep their token for an hour (not measured).
                         row.load, row.cores, row.inside = run_load(
-                            loadgen, base, world, clients, args.warmup, args.duration, aux, pam_pid, prime=index == 0
+                            loadgen,
+                            base,
+                            world,
+                            clients,
+                            args.warmup,
+                            args.duration,
+                            aux,
+                            pam_pid,
+                            prime=index == 0,
+                            inside=workers == 1,
                         )
                         rows.append(row)
         print()
