@@ -3,6 +3,8 @@
 # throwaway cluster with initdb + pg_ctl (tests/platform_db_fixture.py). Needs root (apt-get).
 # Retries: 3 attempts, backing off 10 s then 30 s, for a package mirror that hiccups.
 set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_initdb() {
   command -v initdb 2>/dev/null && return 0
@@ -15,25 +17,8 @@ if initdb_path="$(find_initdb)"; then
   exit 0
 fi
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-postgres: initdb not found and not root; install it with: apt-get install -y postgresql" >&2
-  exit 2
-fi
-command -v apt-get >/dev/null || { echo "install-postgres: no apt-get: install PostgreSQL (initdb, pg_ctl) yourself" >&2; exit 2; }
-
-export DEBIAN_FRONTEND=noninteractive
-attempt=1
-delays=(10 30)
-until apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; do
-  if [ "$attempt" -ge 3 ]; then
-    echo "install-postgres: apt-get failed $attempt times, giving up" >&2
-    exit 1
-  fi
-  delay="${delays[$((attempt - 1))]}"
-  echo "install-postgres: apt-get failed (attempt $attempt), retrying in ${delay}s" >&2
-  sleep "$delay"
-  attempt=$((attempt + 1))
-done
+ci_require_apt install-postgres initdb postgresql "PostgreSQL (initdb, pg_ctl)"
+ci_apt_install install-postgres postgresql
 
 # Debian's package starts a cluster of its own; the tests start theirs, so that one is not needed.
 if command -v pg_ctlcluster >/dev/null; then
