@@ -11,14 +11,8 @@ CAPTURE="${1:-tests/fixtures/kinesis_capture.jsonl}"
 OUT="${DEMO_OUT:-out/demo}"
 mkdir -p "$OUT"
 
-started=0
-if ! "$BIN/devstack" status --state-dir "$STATE" >/dev/null 2>&1; then
-  "$BIN/devstack" up --state-dir "$STATE" --edge-port 0
-  started=1
-fi
-cleanup() { if [ "$started" = 1 ]; then "$BIN/devstack" down --state-dir "$STATE" >/dev/null 2>&1 || true; fi; }
-trap cleanup EXIT
-eval "$("$BIN/devstack" env --state-dir "$STATE")"
+# shellcheck source=devstack-session.sh source-path=SCRIPTDIR
+source scripts/devstack-session.sh
 
 "$BIN/python" scripts/demo.py "$CAPTURE" "$OUT"
 echo "worker log: $OUT/worker.log, dead letters: $OUT/dead-letters/"

@@ -13,14 +13,8 @@ PORT="${LOBBY_PORT:-8080}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
-started=0
-if ! "$BIN/devstack" status --state-dir "$STATE" >/dev/null 2>&1; then
-  "$BIN/devstack" up --state-dir "$STATE" --edge-port 0
-  started=1
-fi
-cleanup() { if [ "$started" = 1 ]; then "$BIN/devstack" down --state-dir "$STATE" >/dev/null 2>&1 || true; fi; }
-trap cleanup EXIT
-eval "$("$BIN/devstack" env --state-dir "$STATE")"
+# shellcheck source=devstack-session.sh source-path=SCRIPTDIR
+source scripts/devstack-session.sh
 
 export PAM_DATABASE_URL="sqlite:///$OUT/platform.db"
 export BATCH_DATABASE_URL="$PAM_DATABASE_URL"
