@@ -8,8 +8,6 @@ Everything waits by polling with a deadline.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -20,7 +18,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +33,7 @@ from batch.similar.model_version import ModelVersion
 from batch.similar.output import SimilarGames
 from batch.similar.table import SimilarGamesTable
 from tests.devstack_fixture import AwsClientFactory
+from tests.integration.personalize_data import INTERACTION_FIELDS, avro_schema, csv_bytes, wait_status
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -52,33 +50,10 @@ USERS = 60
 T_END = 1_717_200_000
 DEADLINE = 60.0
 
-INTERACTIONS_SCHEMA = {
-    "type": "record",
-    "name": "Interactions",
-    "namespace": "com.amazonaws.personalize.schema",
-    "fields": [
-        {"name": "USER_ID", "type": "string"},
-        {"name": "ITEM_ID", "type": "string"},
-        {"name": "TIMESTAMP", "type": "long"},
-        {"name": "EVENT_TYPE", "type": "string"},
-    ],
-    "version": "1.0",
-}
-ITEMS_SCHEMA = {
-    "type": "record",
-    "name": "Items",
-    "namespace": "com.amazonaws.personalize.schema",
-    "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CATEGORY", "type": "string", "categorical": True}],
-    "version": "1.0",
-}
-
-
-def csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode()
+INTERACTIONS_SCHEMA = avro_schema("Interactions", INTERACTION_FIELDS)
+ITEMS_SCHEMA = avro_schema(
+    "Items", [{"name": "ITEM_ID", "type": "string"}, {"name": "CATEGORY", "type": "string", "categorical": True}]
+)
 
 
 def interactions_csv() -> bytes:
@@ -99,29 +74,6 @@ def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
         time.sleep(0.05)
-
-
-def wait_active(describe: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
-    def final() -> dict[str, Any] | None:
-        resource = describe()
-        status = resource["status"]
-        assert status not in ("CREATE FAILED", "CREATE STOPPED"), f"{what}: {status} {resource.get('failureReason')}"
-        return resource if status == "ACTIVE" else None
-
-    result: dict[str, Any] = poll(what, final)
-    return result
-
-
-def describe_dataset(personalize: PersonalizeClient, arn: str) -> dict[str, Any]:
-    return dict(personalize.describe_dataset(datasetArn=arn)["dataset"])
-
-
-def describe_import(personalize: PersonalizeClient, arn: str) -> dict[str, Any]:
-    return dict(personalize.describe_dataset_import_job(datasetImportJobArn=arn)["datasetImportJob"])
-
-
-def describe_version(personalize: PersonalizeClient, arn: str) -> dict[str, Any]:
-    return dict(personalize.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
 
 
 @dataclass(frozen=True)
@@ -146,7 +98,7 @@ def sims(aws_client: AwsClientFactory, devstack_env: dict[str, str]) -> Sims:
     s3.put_object(Bucket=bucket, Key="datasets/manifest.json", Body=b'{"ready_for_training": true}\n')
 
     group = personalize.create_dataset_group(name=f"similar-{run}")["datasetGroupArn"]
-    wait_active(lambda: dict(personalize.describe_dataset_group(datasetGroupArn=group)["datasetGroup"]), "group")
+    wait_status(personalize, group, timeout=DEADLINE)
     for kind, schema in (("INTERACTIONS", INTERACTIONS_SCHEMA), ("ITEMS", ITEMS_SCHEMA)):
         schema_arn = personalize.create_schema(name=f"similar-{run}-{kind.lower()}", schema=json.dumps(schema))[
             "schemaArn"
@@ -154,29 +106,23 @@ def sims(aws_client: AwsClientFactory, devstack_env: dict[str, str]) -> Sims:
         dataset = personalize.create_dataset(
             name=f"similar-{run}-{kind.lower()}", schemaArn=schema_arn, datasetGroupArn=group, datasetType=kind
         )["datasetArn"]
-        wait_active(partial(describe_dataset, personalize, dataset), kind)
+        wait_status(personalize, dataset, timeout=DEADLINE)
         job = personalize.create_dataset_import_job(
             jobName=f"similar-{run}-{kind.lower()}",
             datasetArn=dataset,
             dataSource={"dataLocation": f"s3://{bucket}/datasets/{kind.lower()}.csv"},
             roleArn=ROLE,
         )["datasetImportJobArn"]
-        wait_active(
-            partial(describe_import, personalize, job),
-            f"import {kind}",
-        )
+        wait_status(personalize, job, timeout=DEADLINE)
     name = f"similar-{run}-sims"
     solution = personalize.create_solution(
         name=name, datasetGroupArn=group, recipeArn=RECIPE, eventType="play", performAutoTraining=False
     )["solutionArn"]
-    wait_active(lambda: dict(personalize.describe_solution(solutionArn=solution)["solution"]), "solution")
+    wait_status(personalize, solution, timeout=DEADLINE)
     versions = []
     for _ in range(2):
         version = personalize.create_solution_version(solutionArn=solution)["solutionVersionArn"]
-        wait_active(
-            partial(describe_version, personalize, version),
-            "solution version",
-        )
+        wait_status(personalize, version, timeout=DEADLINE)
         versions.append(version)
     env = {
         **devstack_env,

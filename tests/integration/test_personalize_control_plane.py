@@ -8,13 +8,8 @@ available (filter). Everything polls Describe with a deadline; nothing sleeps a 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +25,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devstack.personalize.client import EmulatorProcess, run_emulator
+from tests.integration.personalize_data import (
+    INTERACTION_FIELDS,
+    avro_schema,
+    csv_bytes,
+    describe,
+    wait_status,
+)
+from tests.integration.support import moto_server
 
 if TYPE_CHECKING:
     from mypy_boto3_personalize import PersonalizeClient
@@ -49,48 +52,23 @@ PAIRS = [("g-01", "g-02"), ("g-03", "g-04"), ("g-05", "g-06")]
 USERS = 60
 DEADLINE_SECONDS = 30.0
 
-INTERACTIONS_SCHEMA = {
-    "type": "record",
-    "name": "Interactions",
-    "namespace": "com.amazonaws.personalize.schema",
-    "fields": [
-        {"name": "USER_ID", "type": "string"},
-        {"name": "ITEM_ID", "type": "string"},
-        {"name": "TIMESTAMP", "type": "long"},
-        {"name": "EVENT_TYPE", "type": "string"},
-        {"name": "EVENT_VALUE", "type": ["null", "float"]},
-    ],
-    "version": "1.0",
-}
-ITEMS_SCHEMA = {
-    "type": "record",
-    "name": "Items",
-    "namespace": "com.amazonaws.personalize.schema",
-    "fields": [
+INTERACTIONS_SCHEMA = avro_schema(
+    "Interactions", [*INTERACTION_FIELDS, {"name": "EVENT_VALUE", "type": ["null", "float"]}]
+)
+ITEMS_SCHEMA = avro_schema(
+    "Items",
+    [
         {"name": "ITEM_ID", "type": "string"},
         {"name": "AVAILABLE", "type": "string"},
         {"name": "GENRES", "type": ["null", "string"], "categorical": True},
     ],
-    "version": "1.0",
-}
-USERS_SCHEMA = {
-    "type": "record",
-    "name": "Users",
-    "namespace": "com.amazonaws.personalize.schema",
-    "fields": [{"name": "USER_ID", "type": "string"}, {"name": "COUNTRY", "type": "string", "categorical": True}],
-    "version": "1.0",
-}
+)
+USERS_SCHEMA = avro_schema(
+    "Users", [{"name": "USER_ID", "type": "string"}, {"name": "COUNTRY", "type": "string", "categorical": True}]
+)
 
 
 # --------------------------------------------------------------------------------------------- data
-
-
-def csv_text(header: list[str], rows: list[list[Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def interactions_csv() -> bytes:
@@ -109,12 +87,12 @@ def interactions_csv() -> bytes:
         rows.append([f"u-{user:02d}", "g-rising", T_END - DAY + 600 + user * 60, "play", ""])
         rows.append([f"u-{user:02d}", "g-rising", T_END - 3600 + user * 60, "play", ""])
     rows.append(["u-00", "g-01", T_END, "play", 1.0])
-    return csv_text(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"], rows)
+    return csv_bytes(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"], rows)
 
 
 def items_csv() -> bytes:
     games = [game for pair in PAIRS for game in pair] + ["g-hit", "g-rising"]
-    return csv_text(
+    return csv_bytes(
         ["ITEM_ID", "AVAILABLE", "GENRES"],
         [
             [game, "false" if game == "g-02" else "true", "slots|classic" if game < "g-03" else "table"]
@@ -124,54 +102,17 @@ def items_csv() -> bytes:
 
 
 def users_csv() -> bytes:
-    return csv_text(["USER_ID", "COUNTRY"], [[f"u-{user:02d}", "MT" if user % 2 else "SE"] for user in range(USERS)])
+    return csv_bytes(["USER_ID", "COUNTRY"], [[f"u-{user:02d}", "MT" if user % 2 else "SE"] for user in range(USERS)])
 
 
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{url} did not answer within {timeout:g}s") from None
-            time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto server (S3) as a subprocess on a free port."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/moto-api/config", process)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -222,48 +163,6 @@ def s3(moto_url: str) -> S3Client:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def describe(personalize: PersonalizeClient, arn: str) -> dict[str, Any]:
-    """The Describe object of the resource ``arn`` names (by the resource type in the ARN)."""
-    path = arn.split(":", 5)[5].split("/")
-    kind = path[0]
-    if kind == "dataset-group":
-        return dict(personalize.describe_dataset_group(datasetGroupArn=arn)["datasetGroup"])
-    if kind == "dataset":
-        return dict(personalize.describe_dataset(datasetArn=arn)["dataset"])
-    if kind == "dataset-import-job":
-        return dict(personalize.describe_dataset_import_job(datasetImportJobArn=arn)["datasetImportJob"])
-    if kind == "event-tracker":
-        return dict(personalize.describe_event_tracker(eventTrackerArn=arn)["eventTracker"])
-    if kind == "filter":
-        return dict(personalize.describe_filter(filterArn=arn)["filter"])
-    if kind == "solution" and len(path) == 3:
-        return dict(personalize.describe_solution_version(solutionVersionArn=arn)["solutionVersion"])
-    if kind == "solution":
-        return dict(personalize.describe_solution(solutionArn=arn)["solution"])
-    if kind == "campaign":
-        return dict(personalize.describe_campaign(campaignArn=arn)["campaign"])
-    if kind == "batch-inference-job":
-        return dict(personalize.describe_batch_inference_job(batchInferenceJobArn=arn)["batchInferenceJob"])
-    if kind == "schema":
-        return dict(personalize.describe_schema(schemaArn=arn)["schema"])
-    raise AssertionError(f"no describe for {arn}")
-
-
-def wait_status(
-    personalize: PersonalizeClient, arn: str, wanted: str = "ACTIVE", *, timeout: float = DEADLINE_SECONDS
-) -> dict[str, Any]:
-    """Poll Describe of ``arn`` until its status is final; fail unless it is ``wanted``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        resource = describe(personalize, arn)
-        status = resource.get("status")
-        if status in ("ACTIVE", "CREATE FAILED", "CREATE STOPPED"):
-            assert status == wanted, f"status {status}, wanted {wanted}: {resource.get('failureReason')}"
-            return resource
-        assert time.monotonic() < deadline, f"still {status} after {timeout:g}s"
-        time.sleep(0.02)
 
 
 def wait_gone(personalize: PersonalizeClient, arn: str, *, timeout: float = DEADLINE_SECONDS) -> None:
@@ -632,7 +531,7 @@ def test_training_minimums_fail_the_solution_version(personalize: PersonalizeCli
     s3.put_object(
         Bucket=BUCKET,
         Key="tiny/interactions.csv",
-        Body=csv_text(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"], rows),
+        Body=csv_bytes(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"], rows),
     )
     import_dataset(personalize, "tiny-import", dataset_arn, f"s3://{BUCKET}/tiny/interactions.csv")
     solution_arn = personalize.create_solution(
