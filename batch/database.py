@@ -59,6 +59,20 @@ class RowSource:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise SourceError(f"{what} query failed on {self.shown_url}: {detail[0] if detail else exc!r}") from exc
 
+    def chunks(self, sql: str, *, what: str, size: int | None = None) -> Iterator[tuple[tuple[str, ...], list[Any]]]:
+        """The rows of ``sql`` a chunk at a time: (column names, up to ``size`` (default ``chunk_size``)
+        row tuples), the same values as :meth:`rows` gives."""
+        size = size or self.chunk_size
+        try:
+            with self._engine.connect() as connection:
+                result = connection.execution_options(yield_per=size).execute(text(sql))
+                columns = tuple(result.keys())
+                for partition in result.partitions(size):
+                    yield columns, [tuple(row) for row in partition]
+        except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise SourceError(f"{what} query failed on {self.shown_url}: {detail[0] if detail else exc!r}") from exc
+
     def close(self) -> None:
         self._engine.dispose()
 

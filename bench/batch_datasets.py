@@ -133,13 +133,14 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("BATCH_")}
 
 
-def run_ours(db: PlatformDatabase, out: Path) -> Run:
+def run_ours(db: PlatformDatabase, out: Path, *, columnar: bool = True) -> Run:
+    """``batch datasets``: interactions as columns (the default), or row by row (``BATCH_COLUMNAR=false``)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     argv = [BATCH, "datasets", "--out", str(out), "--database-url", db.url, "--allow-small"]
     with FileWatch(out, list(CSV_FILES.values())) as watch:
-        measured = run_measured(argv, env=_child_env())
-    run = Run("batch datasets", db.interactions, measured)
+        measured = run_measured(argv, env={**_child_env(), "BATCH_COLUMNAR": "true" if columnar else "false"})
+    run = Run("batch datasets" if columnar else "batch datasets (row)", db.interactions, measured)
     if measured.returncode != 0:
         run.error = f"failed, exit {measured.returncode}: {measured.stderr.strip()[-2000:]}"
         return run
@@ -374,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=90.0, help="days of history (default 90)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-baseline", action="store_true", help="run batch datasets only")
+    parser.add_argument(
+        "--row-path", action="store_true", help="also run batch datasets row by row (BATCH_COLUMNAR=false)"
+    )
     parser.add_argument("--profile", action="store_true", help="also cProfile batch datasets on the small database")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     parser.add_argument("--keep", action="store_true", help="keep the output folders (printed)")
@@ -408,6 +412,8 @@ def _run(args: argparse.Namespace, workdir: Path) -> int:
         info[size] = db.ensure(log=_log)
     runs: list[Run] = []
     steps: list[tuple[str, Callable[[PlatformDatabase, Path], Run]]] = [("ours", run_ours)]
+    if args.row_path:
+        steps.append(("ours-row", lambda db, out: run_ours(db, out, columnar=False)))
     if not args.skip_baseline:
         steps.append(("pandas", run_baseline))
     for size, db in databases.items():
