@@ -8,7 +8,7 @@
   that holds only what the SDK and the worker's settings read.
 - Reading what it left behind: dead-letter JSON lines, Prometheus multiprocess files.
 - Polling with a deadline (never a fixed sleep).
-- moto server (S3, DynamoDB) as a subprocess of a test module.
+- moto server (S3, DynamoDB) as a subprocess of a test module; reading back a Kinesis stream.
 """
 
 from __future__ import annotations
@@ -115,6 +115,28 @@ def moto_server(log: Path, *, timeout: float = 30.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def read_stream(kinesis: Any, stream: str, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every record of every shard of a Kinesis ``stream`` (TRIM_HORIZON), with its ShardId, once ``expected``
+    have been read."""
+    iterators = {
+        shard["ShardId"]: kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]
+    }
+    records: list[dict[str, Any]] = []
+
+    def all_read() -> bool:
+        for shard_id, iterator in list(iterators.items()):
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            iterators[shard_id] = page["NextShardIterator"]
+            records.extend({**r, "ShardId": shard_id} for r in page["Records"])
+        return len(records) >= expected
+
+    wait_for(all_read, timeout=timeout, what=f"{expected} records in {stream}", interval=0.05)
+    return records
 
 
 # --- running the worker -------------------------------------------------------------------------------

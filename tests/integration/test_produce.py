@@ -18,6 +18,7 @@ from typing import Any
 
 from clickstream.capture import read_capture
 from stream_worker.produce import produce
+from tests.integration.support import read_stream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AwsClient = Callable[..., Any]
@@ -44,27 +45,6 @@ def create_stream(kinesis: Any, shards: int) -> str:
 
     wait_until(active, timeout=30, what=f"stream {name} to be ACTIVE")
     return name
-
-
-def read_stream(kinesis: Any, stream: str, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every record of every shard (TRIM_HORIZON), with its ShardId, once ``expected`` have been read."""
-    iterators = {
-        shard["ShardId"]: kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        for shard in kinesis.list_shards(StreamName=stream)["Shards"]
-    }
-    records: list[dict[str, Any]] = []
-
-    def all_read() -> bool:
-        for shard_id, iterator in list(iterators.items()):
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            iterators[shard_id] = page["NextShardIterator"]
-            records.extend({**r, "ShardId": shard_id} for r in page["Records"])
-        return len(records) >= expected
-
-    wait_until(all_read, timeout=timeout, what=f"{expected} records in {stream}", interval=0.05)
-    return records
 
 
 def test_the_cli_puts_a_kinesis_capture_once_per_record_with_its_partition_keys(

@@ -37,6 +37,7 @@ from stream_worker.kcl_properties import kcl_properties, render
 from stream_worker.produce import produce
 from stream_worker.settings import load_settings
 from stream_worker.supervisor import default_jars_dir
+from tests.integration.support import read_stream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AwsClient = Callable[..., Any]
@@ -299,26 +300,6 @@ def expected_event_ids(stored: list[dict[str, Any]]) -> Counter[str]:
                 if not isinstance(outcome, Drop):
                     expected[outcome.event_id] += 1
     return expected
-
-
-def read_stream(kinesis: Any, stream: str, count: int) -> list[dict[str, Any]]:
-    iterators = {
-        s["ShardId"]: kinesis.get_shard_iterator(
-            StreamName=stream, ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        for s in kinesis.list_shards(StreamName=stream)["Shards"]
-    }
-    records: list[dict[str, Any]] = []
-
-    def all_read() -> bool:
-        for shard_id, iterator in list(iterators.items()):
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            iterators[shard_id] = page["NextShardIterator"]
-            records.extend({**r, "ShardId": shard_id} for r in page["Records"])
-        return len(records) >= count
-
-    wait_until(all_read, timeout=30, what=f"{count} records in {stream}", interval=0.05)
-    return records
 
 
 def test_run_delivers_every_event_once_serves_health_and_metrics_and_stops_gracefully(
