@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,39 +37,14 @@ from batch.similar.model_version import ModelVersion
 from batch.similar.output import OutputReport, SimilarGames
 from batch.similar.table import SimilarGamesTable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from local_moto import moto_server
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise SystemExit(f"moto server exited with {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url + "/moto-api/config", timeout=1):
-                return process, url
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit(f"moto server did not answer within 30 s; see {log}") from None
-            time.sleep(0.05)
 
 
 def client(url: str, concurrency: int) -> DynamoDBClient:
@@ -122,33 +93,27 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="loader requests in flight (default 4)")
     args = parser.parse_args()
     model = ModelVersion(datetime.now(UTC), "bench-sims")
-    with tempfile.TemporaryDirectory(prefix="bench-dynamodb-") as folder:
-        process, url = start_moto(Path(folder) / "moto.log")
-        try:
-            dynamodb = client(url, args.concurrency)
-            load_before = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dynamodb-") as folder,
+        moto_server(Path(folder) / "moto.log", timeout=30) as url,
+    ):
+        dynamodb = client(url, args.concurrency)
+        load_before = os.getloadavg()
 
-            table = SimilarGamesTable(dynamodb, "similar-loader", model)
-            loader = SimilarGamesLoader(table, LoaderOptions(concurrency=args.concurrency))
+        table = SimilarGamesTable(dynamodb, "similar-loader", model)
+        loader = SimilarGamesLoader(table, LoaderOptions(concurrency=args.concurrency))
 
-            def source(report: OutputReport) -> Iterator[SimilarGames]:
-                return answers(args.items, args.similar)
+        def source(report: OutputReport) -> Iterator[SimilarGames]:
+            return answers(args.items, args.similar)
 
-            summary = loader.load(source)
-            loaded = count_items(dynamodb, table.name) - 1  # the marker item
+        summary = loader.load(source)
+        loaded = count_items(dynamodb, table.name) - 1  # the marker item
 
-            plain = SimilarGamesTable(dynamodb, "similar-baseline", model)
-            plain.ensure(create=True)
-            baseline_items = min(args.baseline_items, args.items)
-            baseline_seconds = baseline(dynamodb, plain, baseline_items, args.similar)
-            load_after = os.getloadavg()
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        plain = SimilarGamesTable(dynamodb, "similar-baseline", model)
+        plain.ensure(create=True)
+        baseline_items = min(args.baseline_items, args.items)
+        baseline_seconds = baseline(dynamodb, plain, baseline_items, args.similar)
+        load_after = os.getloadavg()
     loader_rate = summary.written / summary.seconds
     baseline_rate = baseline_items / baseline_seconds
     requests = summary.write_requests + summary.read_requests

@@ -15,15 +15,9 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +29,7 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_support import PlatformDatabase, code_version, machine_line, run_measured
+from local_moto import moto_server
 
 from devstack.personalize.client import EmulatorProcess, run_emulator
 
@@ -76,45 +71,6 @@ def ensure_datasets(db: PlatformDatabase) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ processes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def moto_server(log: Path) -> Iterator[str]:
-    """moto server (S3) as a subprocess on a free port; its URL."""
-    port = _free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {process.returncode}")
-            try:
-                with urllib.request.urlopen(url + "/moto-api/config", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("moto server did not answer within 60 s") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass
