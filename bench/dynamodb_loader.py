@@ -39,7 +39,7 @@ from batch.similar.table import SimilarGamesTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_moto import moto_server
+from devstack.moto_server import run_moto_server as moto_server
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

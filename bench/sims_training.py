@@ -29,8 +29,8 @@ from botocore.config import Config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_support import PlatformDatabase, code_version, machine_line, run_measured
-from local_moto import moto_server
 
+from devstack.moto_server import run_moto_server as moto_server
 from devstack.personalize.client import EmulatorProcess, run_emulator
 
 if TYPE_CHECKING:

@@ -19,13 +19,11 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,8 +35,7 @@ from clickstream.capture import CaptureRecord, read_capture
 from clickstream.mapping import EventMapping
 from clickstream.normalize import Normalizer, Source
 from clickstream.outcomes import Drop, DropReason
-from devstack.processes import tail
-from devstack.services import answers
+from devstack.moto_server import run_moto_server
 from stream_worker.multilang_driver import DriverRecord
 
 T = TypeVar("T")
@@ -88,33 +85,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def moto_server(log: Path, *, timeout: float = 30.0) -> Iterator[str]:
-    """moto server (``python -m devstack.moto_server``) on a free loopback port, logging to ``log``; its URL.
-    Stopped (terminate, then kill) when the block ends."""
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while not answers("127.0.0.1", port, "/moto-api/config"):
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {process.returncode}: {tail(log)}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"moto server did not answer within {timeout:g}s: {tail(log)}")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+moto_server = run_moto_server
+"""moto server alone on a free loopback port (:func:`devstack.moto_server.run_moto_server`)."""
 
 
 def read_stream(kinesis: Any, stream: str, expected: int, timeout: float = 30.0) -> list[dict[str, Any]]:

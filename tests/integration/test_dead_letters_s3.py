@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,8 @@ from tests.integration.support import (
     Expectation,
     dead_letter_entries,
     expect,
-    free_port,
     json_lines,
+    moto_server,
     parse_dead_letter_lines,
     replay_records,
     stream_worker_command,
@@ -50,7 +49,6 @@ KEY_PATTERN = re.compile(re.escape(PREFIX) + r"/\d{4}/\d{2}/\d{2}/\d{2}/replay_b
 @dataclass(frozen=True)
 class MotoServer:
     url: str
-    process: subprocess.Popen[bytes]
 
     def client(self) -> S3Client:
         return boto3.client(
@@ -66,36 +64,8 @@ class MotoServer:
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """moto server on a free port for this module."""
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = MotoServer(f"http://127.0.0.1:{port}", process)
-    client = server.client()
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server exited: {log_path.read_text(errors='replace')[-2000:]}")
-        try:
-            client.list_buckets()
-        except Exception:
-            return False
-        return True
-
-    try:
-        wait_for(answers, timeout=30, what="moto server to answer")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield MotoServer(url)
 
 
 @pytest.fixture
