@@ -8,21 +8,18 @@ or, for ``InvalidInputException``, a :class:`ConfigurationError` (exit 2) naming
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from batch.errors import ConfigurationError
 from batch.personalize.errors import PersonalizeError
 from batch.personalize.waiter import Observed
 
 if TYPE_CHECKING:
-    from mypy_boto3_personalize import PersonalizeClient
+    pass
 
 ALREADY_EXISTS: Final = "ResourceAlreadyExistsException"
 IN_USE: Final = "ResourceInUseException"
@@ -30,16 +27,6 @@ NOT_FOUND: Final = "ResourceNotFoundException"
 LIMIT_EXCEEDED: Final = "LimitExceededException"
 INVALID_INPUT: Final = "InvalidInputException"
 IN_FLIGHT: Final = frozenset({"CREATE PENDING", "CREATE IN_PROGRESS"})
-
-
-def personalize_client(region: str | None) -> PersonalizeClient:
-    """A ``personalize`` client whose retries slow down on throttling (adaptive mode)."""
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
-    session = boto3.session.Session(region_name=region or os.environ.get("AWS_REGION") or None)
-    try:
-        return session.client("personalize", config=config)
-    except NoRegionError as exc:
-        raise ConfigurationError("no AWS region: set BATCH_REGION, AWS_REGION or AWS_DEFAULT_REGION") from exc
 
 
 def error_code(error: ClientError) -> str:

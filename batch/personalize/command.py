@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch.aws import s3_client
+from batch.aws import personalize_client, s3_client
 from batch.errors import BatchError, ConfigurationError
-from batch.personalize.calls import error_code, personalize_client
+from batch.personalize.calls import error_code
 from batch.personalize.config import PersonalizeConfig
 from batch.personalize.errors import PersonalizeError
 from batch.personalize.outputs import Outputs
@@ -194,7 +194,7 @@ def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
             "no dataset location: set BATCH_S3_BUCKET (or --bucket) to where `batch datasets` wrote"
         )
     location = DatasetLocation(settings.s3_bucket, settings.s3_prefix)
-    client = personalize_client(settings.region)
+    client = personalize_client(settings.region, adaptive=True)
     reader = S3SchemaReader(s3_client(settings.region), location)
     err.print(f"applying {settings.personalize_config or 'the default config'} (datasets at {location.url('')})")
     with _reporter(err) as reporter:
@@ -228,7 +228,7 @@ def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
 def run_train(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(args)
     config = PersonalizeConfig.load(settings.personalize_config)
-    client = personalize_client(settings.region)
+    client = personalize_client(settings.region, adaptive=True)
     with _reporter(err) as reporter:
         trainer = CampaignTrainer(client, config, _waiter(settings, reporter), update=args.update, reporter=reporter)
         try:

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, TypeAlias
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from batch.aws import s3_client
+from batch.aws import dynamodb_client, personalize_client, s3_client
 from batch.errors import ConfigurationError
 from batch.settings import BatchSettings, load_settings
 from batch.similar.backoff import Backoff
-from batch.similar.clients import dynamodb_client, personalize_client
 from batch.similar.inference import (
     INPUT_NAME,
     ItemIds,

@@ -18,10 +18,9 @@ from urllib.parse import unquote_plus
 
 from rich.console import Console
 
-from batch.aws import s3_client
+from batch.aws import personalize_client, s3_client
 from batch.errors import BatchError
 from batch.settings import load_settings
-from batch.similar.clients import personalize_client
 from batch.similar.command import load_output
 from batch.similar.errors import LoadFailedError
 from batch.similar.inference import model_of_output
