@@ -56,12 +56,37 @@ class ColumnarInteractions:
         position in the source); returns the records written and counts them in ``stats``."""
         if not rows:
             return 0
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, list[Any] | pl.Series] = {}
         for name, values in zip(names, zip(*rows, strict=True), strict=True):
             if set(map(type, values)) <= _PLAIN_TYPES:
                 columns[name] = list(values)
             else:  # datetimes, dates, decimals: as the raw event carries them
                 columns[name] = [raw_value(value) for value in values]
+        return self._write_columns(source, columns, first_position, text, stats)
+
+    def write_frame(
+        self,
+        source: InteractionSource,
+        frame: pl.DataFrame,
+        first_position: int,
+        text: IO[str],
+        stats: InteractionStats,
+    ) -> int:
+        """:meth:`write_chunk` for a chunk read as columns (String, Int64, Float64 or Null columns holding
+        exactly the values the database gave, as :meth:`batch.database.RowSource.frames` ensures)."""
+        if frame.height == 0:
+            return 0
+        columns: dict[str, list[Any] | pl.Series] = {name: frame[name] for name in frame.columns}
+        return self._write_columns(source, columns, first_position, text, stats)
+
+    def _write_columns(
+        self,
+        source: InteractionSource,
+        columns: dict[str, list[Any] | pl.Series],
+        first_position: int,
+        text: IO[str],
+        stats: InteractionStats,
+    ) -> int:
         outcome = self.normalizer.normalize_chunk(source.event_type, columns, f"batch:{source.name}", first_position)
         self.dropped.update(outcome.dropped)
         self.slow_rows += outcome.slow_rows

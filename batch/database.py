@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
+import adbc_driver_manager
+import adbc_driver_sqlite.dbapi
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 from sqlalchemy import URL, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -16,6 +20,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from batch.errors import ConfigurationError, SourceError
 
 _POSTGRES_NAMES: Final = frozenset({"postgres", "postgresql", "postgresql+psycopg2"})
+#: The Arrow reader's per-row type signature column: one letter of SQLite's ``typeof`` per column.
+_TYPES: Final = "__batch_types"
+#: Per Arrow column type, the ``typeof`` letters whose values it holds exactly as :mod:`sqlite3` gives them.
+_FLOAT_INTEGERS: Final = float(2**53)
+_EXACT_LETTERS: Final = {pl.Int64: "in", pl.Float64: "rn", pl.String: "tn", pl.Null: "n"}
+
+#: A chunk of :meth:`RowSource.frames`: columns, or (column names, row tuples) where it read rows.
+Chunk = pl.DataFrame | tuple[tuple[str, ...], list[Any]]
 
 
 def database_url(url: str) -> URL:
@@ -32,9 +44,10 @@ def database_url(url: str) -> URL:
 class RowSource:
     """Runs the configured queries against one database and streams their rows."""
 
-    def __init__(self, url: str, *, chunk_size: int = 5000) -> None:
+    def __init__(self, url: str, *, chunk_size: int = 5000, arrow: bool = True) -> None:
         self.url = database_url(url)
         self.chunk_size = chunk_size
+        self.arrow = arrow
         try:
             self._engine: Engine = create_engine(self.url)
         except (NoSuchModuleError, ArgumentError, ImportError) as exc:
@@ -73,6 +86,86 @@ class RowSource:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise SourceError(f"{what} query failed on {self.shown_url}: {detail[0] if detail else exc!r}") from exc
 
+    def frames(
+        self, sql: str, *, what: str, size: int | None = None, floats: frozenset[str] = frozenset()
+    ) -> Iterator[Chunk]:
+        """The rows of ``sql`` in chunks of up to ``size``, in :meth:`chunks`' order and with its values.
+
+        On a SQLite file the chunks are read as Arrow record batches (``adbc-driver-sqlite``) and come as
+        polars DataFrames, without a Python object per value. Each row carries its values' SQLite types
+        (``typeof``); a batch is used only where every value's Arrow type holds it exactly as
+        :mod:`sqlite3` gives it (integer -> Int64, real -> Float64, text -> String, NULL). At the first
+        batch that does not (mixed types in a column, blobs) or any error of the driver, the rest of the
+        query, from that batch's first row on, is read through :meth:`chunks` (``LIMIT -1 OFFSET n``
+        over the same query, so the query's order must be deterministic, as an ``ORDER BY`` on a key
+        makes it). Other databases: :meth:`chunks`.
+
+        ``floats`` names columns whose reader takes an integer as the float of it (a NUMERIC column holds
+        2.0 as the integer 2): there a Float64 column may also hold integers below 2**53 in magnitude.
+        """
+        size = size or self.chunk_size
+        names = self._arrow_columns(sql)
+        if names is None:
+            yield from self.chunks(sql, what=what, size=size)
+            return
+        read = 0
+        for frame in self._arrow_batches(sql, names, size, floats):
+            if frame is None:
+                break
+            read += frame.height
+            yield frame
+        else:
+            return
+        body = sql.strip().rstrip(";")
+        yield from self.chunks(f"SELECT * FROM ({body}) LIMIT -1 OFFSET {read}", what=what, size=size)  # noqa: S608
+
+    def _arrow_columns(self, sql: str) -> tuple[str, ...] | None:
+        """The query's column names if the Arrow reader can read it (a SQLite file, distinct names)."""
+        if not self.arrow or self.url.get_backend_name() != "sqlite" or not self.url.database:
+            return None
+        if self.url.database == ":memory:" or self.url.query:
+            return None
+        body = sql.strip().rstrip(";")
+        try:
+            with self._engine.connect() as connection:
+                names = tuple(connection.execute(text(f"SELECT * FROM ({body}) LIMIT 0")).keys())  # noqa: S608
+        except SQLAlchemyError:
+            return None  # the row reader reports the query's error
+        if not names or len(set(names)) != len(names) or _TYPES in names:
+            return None
+        return names
+
+    def _arrow_batches(
+        self, sql: str, names: tuple[str, ...], size: int, floats: frozenset[str]
+    ) -> Iterator[pl.DataFrame | None]:
+        """Exact record batches as DataFrames; None once a batch is not exact (nothing after it)."""
+        body = sql.strip().rstrip(";")
+        quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+        signature = " || ".join(f"substr(typeof(q.{name}), 1, 1)" for name in quoted)
+        wrapped = f"SELECT {', '.join(f'q.{name}' for name in quoted)}, {signature} AS {_TYPES} FROM ({body}) AS q"  # noqa: S608
+        assert self.url.database is not None
+        try:
+            connection = adbc_driver_sqlite.dbapi.connect(self.url.database)
+        except adbc_driver_manager.Error:
+            yield None
+            return
+        try:
+            cursor = connection.cursor()
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(size)})
+            cursor.execute(wrapped)
+            reader = cursor.fetch_record_batch()
+            for batch in reader:
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                if not _exact(frame, names, floats):
+                    yield None
+                    return
+                yield frame.drop(_TYPES)
+        except (adbc_driver_manager.Error, pa.ArrowException, OSError):  # e.g. a type the first batch did not have
+            yield None
+        finally:
+            connection.close()
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -81,3 +174,27 @@ class RowSource:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _exact(frame: pl.DataFrame, names: tuple[str, ...], floats: frozenset[str]) -> bool:
+    """Whether every value of the batch is in an Arrow column that holds it exactly (see ``_TYPES``)."""
+    letters = [_EXACT_LETTERS.get(frame[name].dtype.base_type()) for name in names]
+    letters = [
+        "irn" if allowed == "rn" and name in floats else allowed for name, allowed in zip(names, letters, strict=True)
+    ]
+    if any(allowed is None for allowed in letters):
+        return False
+    integers_as_floats: set[int] = set()
+    for signature in frame[_TYPES].unique().to_list():
+        if signature is None or len(signature) != len(names):
+            return False
+        for position, (letter, allowed) in enumerate(zip(signature, letters, strict=True)):
+            if letter not in allowed:  # type: ignore[operator]
+                return False
+            if letter == "i" and allowed == "irn":
+                integers_as_floats.add(position)
+    for position in integers_as_floats:  # converted to double by the driver: exact below 2**53 only
+        converted = frame.filter(pl.col(_TYPES).str.slice(position, 1) == "i")[names[position]].abs().max()
+        if not isinstance(converted, float) or converted >= _FLOAT_INTEGERS:
+            return False
+    return True

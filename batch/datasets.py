@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import polars as pl
+
 from batch.columnar import ColumnarInteractions
 from batch.database import RowSource
 from batch.minimums import InteractionStats, MinimumsReport
@@ -32,6 +34,7 @@ from batch.schemas import interactions_schema, items_schema, users_schema
 from batch.settings import load_settings
 from batch.sinks import DatasetSink, OutputFile, text_stream
 from batch.transform import InteractionTransform, RecordTransform, catalog_entry
+from clickstream.columnar import NUMBER_FIELDS
 from clickstream.mapping import EventMapping
 
 ITEMS_CSV: Final = "items.csv"
@@ -162,6 +165,7 @@ class DatasetBuilder:
         dedup_memory: int = 200_000,
         progress: ProgressCallback | None = None,
         columnar: bool | None = None,
+        arrow_reader: bool | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -171,6 +175,8 @@ class DatasetBuilder:
         self.interaction_transform = InteractionTransform(mapping, queries.interactions.metadata, memory=dedup_memory)
         #: Interactions as columns, a chunk at a time (None: BATCH_COLUMNAR decides, true by default).
         self.columnar = load_settings().columnar if columnar is None else columnar
+        #: The columnar path reads Arrow batches where RowSource.frames can (None: BATCH_ARROW_READER, true).
+        self.arrow_reader = load_settings().arrow_reader if arrow_reader is None else arrow_reader
         self.columnar_interactions = ColumnarInteractions(mapping, queries.interactions.metadata, memory=dedup_memory)
         self.summary = DatasetsSummary(database=source.shown_url)
 
@@ -252,12 +258,22 @@ class DatasetBuilder:
             csv.writer(text, lineterminator="\n").writerow(columnar.header)
             for source in self.queries.interactions.sources:
                 position = 0
-                for names, rows in self.source.chunks(
-                    source.sql, what=f"interactions ({source.name})", size=max(self.source.chunk_size, COLUMNAR_CHUNK)
-                ):
-                    counts.written += columnar.write_chunk(source, names, rows, position, text, stats)
-                    position += len(rows)
-                    before, counts.read = counts.read, counts.read + len(rows)
+                size, what = max(self.source.chunk_size, COLUMNAR_CHUNK), f"interactions ({source.name})"
+                chunks = (
+                    self.source.frames(source.sql, what=what, size=size, floats=NUMBER_FIELDS)
+                    if self.arrow_reader
+                    else self.source.chunks(source.sql, what=what, size=size)
+                )
+                for chunk in chunks:
+                    if isinstance(chunk, pl.DataFrame):
+                        counts.written += columnar.write_frame(source, chunk, position, text, stats)
+                        length = chunk.height
+                    else:
+                        names, rows = chunk
+                        counts.written += columnar.write_chunk(source, names, rows, position, text, stats)
+                        length = len(rows)
+                    position += length
+                    before, counts.read = counts.read, counts.read + length
                     if self.progress is not None and counts.read // every != before // every:
                         self.progress("interactions", counts.read, False)
         if self.progress is not None:

@@ -46,6 +46,9 @@ class BatchSettings(BaseSettings):
     upload_part_mib: int = Field(8, ge=5, le=5120, description="size of one multipart upload part (MiB)")
     dedup_memory: int = Field(200_000, ge=1, description="eventIds remembered to drop duplicate interactions")
     columnar: bool = Field(True, description="normalize interactions a chunk at a time as columns (false: row by row)")
+    arrow_reader: bool = Field(
+        True, description="columnar interactions read from SQLite as Arrow batches (false: rows)"
+    )
     # `batch personalize apply|train`
     personalize_config: Path | None = Field(None, description="Personalize config (default: batch/personalize/)")
     personalize_role_arn: str | None = Field(None, description="IAM role Personalize assumes to read the datasets")

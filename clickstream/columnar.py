@@ -61,6 +61,8 @@ TEXT_FIELDS: Final = frozenset(
 )
 FLOAT_FIELDS: Final = frozenset({"stake", "win"})
 INT_FIELDS: Final = frozenset({"duration_ms", "position"})
+#: Fields the columnar path reads an integer (below 2**53) and the float of it alike.
+NUMBER_FIELDS: Final = FLOAT_FIELDS | {"timestamp"}
 #: Fields a columnar chunk may carry; any other raw field (impression, a camelCase spelling, event_type)
 #: makes :meth:`ColumnarNormalizer.supports` say no, and the caller uses the row normalizer.
 COLUMNAR_FIELDS: Final = TEXT_FIELDS | FLOAT_FIELDS | INT_FIELDS | {"timestamp"}
@@ -178,10 +180,11 @@ class ColumnarNormalizer:
         return len(self._memory)
 
     def normalize_chunk(
-        self, raw_type: str, columns: dict[str, list[Any]], stream_id: str, first_sequence: int
+        self, raw_type: str, columns: dict[str, list[Any] | pl.Series], stream_id: str, first_sequence: int
     ) -> ChunkOutcome:
         """Normalize one chunk: row ``i`` is the raw event ``{"event_type": raw_type, column: value...}``
-        (None values left out) from ``Source(stream_id, str(first_sequence + i))``."""
+        (None values left out) from ``Source(stream_id, str(first_sequence + i))``. A column may be a
+        polars Series of type String, Int64, Float64 or Null, standing for the same values as a list."""
         rule = self.mapping.interactions[raw_type]
         size = len(next(iter(columns.values()))) if columns else 0
         frame, fast = self._fast_rows(rule, columns, size)
@@ -190,11 +193,18 @@ class ColumnarNormalizer:
         outcome.slow_rows = len(slow_rows)
         # The row normalizer's events, then their memory keys (once the memory's mode is settled).
         made: list[tuple[int, str, str, str | None, str, float, float | None, dict[str, Any], str, bool]] = []
-        for i in slow_rows:
+        # The slow rows' values as Python objects (a Series column gives only those rows, not the chunk).
+        slow_values = {
+            name: values.gather(slow_rows).to_list()
+            if isinstance(values, pl.Series)
+            else [values[i] for i in slow_rows]
+            for name, values in columns.items()
+        }
+        for k, i in enumerate(slow_rows):
             data: dict[str, Any] = {"event_type": raw_type}
-            for name, values in columns.items():
-                if values[i] is not None:
-                    data[name] = values[i]
+            for name, values in slow_values.items():
+                if values[k] is not None:
+                    data[name] = values[k]
             sequence = str(first_sequence + i)
             result = normalize(data, Source(stream_id=stream_id, sequence_number=sequence), self.mapping)
             if isinstance(result, Drop):
@@ -278,7 +288,7 @@ class ColumnarNormalizer:
         return schema
 
     def _fast_rows(
-        self, rule: Interaction, columns: dict[str, list[Any]], size: int
+        self, rule: Interaction, columns: dict[str, list[Any] | pl.Series], size: int
     ) -> tuple[pl.DataFrame | None, list[bool] | None]:
         """The chunk as typed columns and, per row, whether the columnar path decides it (None: no row)."""
         if size == 0 or not self.supports(list(columns)):
@@ -287,6 +297,12 @@ class ColumnarNormalizer:
         for name, values in columns.items():
             if name not in COLUMNAR_FIELDS:
                 continue  # ignored by the raw event model
+            if isinstance(values, pl.Series):
+                typed = _typed_series(name, values)
+                if typed is None:
+                    return None, None
+                series[name] = typed
+                continue
             kinds = _types(values) - {type(None)}
             try:
                 if name == "timestamp":
@@ -427,6 +443,23 @@ class ColumnarNormalizer:
         if _SEP in event_id or _HEX_ID.match(event_id):
             self._memory.switch_to_hashes()
         return event_id
+
+
+def _typed_series(name: str, values: pl.Series) -> pl.Series | None:
+    """A Series column as the list path would type it (None: the list path would send every row to the
+    row normalizer, or the dtype is not one a database column maps to exactly)."""
+    target = pl.String if name in TEXT_FIELDS else pl.Float64 if name in FLOAT_FIELDS else pl.Int64
+    if values.null_count() == values.len() and values.dtype in (pl.Null, pl.String, pl.Int64, pl.Float64):
+        return pl.Series(name, [None] * values.len(), dtype=pl.String if name == "timestamp" else target)
+    if values.dtype == pl.String:
+        return values.alias(name) if name in TEXT_FIELDS or name == "timestamp" else None
+    if values.dtype == pl.Int64:
+        if name in TEXT_FIELDS or not bool(((values > -_INT_LIMIT) & (values < _INT_LIMIT)).fill_null(True).all()):
+            return None
+        return values.alias(name) if name in INT_FIELDS else values.cast(pl.Float64).alias(name)
+    if values.dtype == pl.Float64:
+        return values.alias(name) if name in FLOAT_FIELDS or name == "timestamp" else None
+    return None
 
 
 def _hash_key(key: str) -> str:
