@@ -11,6 +11,7 @@ writer, which quotes as :mod:`csv` does for these values (nulls for empty fields
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from collections.abc import Sequence
 from typing import IO, Any, Final
@@ -120,7 +121,11 @@ class ColumnarInteractions:
                 *(values.alias(spec.name) for spec, values in zip(self.metadata, metadata, strict=True)),
             ]
         ).with_columns(pl.all().replace("", None))
-        text.write(lines.write_csv(include_header=False))
+        if any(lines[name].str.contains("\r", literal=True).any() for name in lines.columns):
+            # polars quotes a field with a bare carriage return; Python's csv (the row path) does not
+            csv.writer(text, lineterminator="\n").writerows(lines.rows())
+        else:
+            text.write(lines.write_csv(include_header=False))
         self._count(events, stats)
         return events.height
 
