@@ -6,7 +6,8 @@ SQLite steps through them, so memory holds one chunk whatever the table's size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import adbc_driver_manager
@@ -24,6 +25,9 @@ _POSTGRES_NAMES: Final = frozenset({"postgres", "postgresql", "postgresql+psycop
 _TYPES: Final = "__batch_types"
 #: Per Arrow column type, the ``typeof`` letters whose values it holds exactly as :mod:`sqlite3` gives them.
 _FLOAT_INTEGERS: Final = float(2**53)
+#: Rows whose types make the Arrow reader's usual types (see ``_arrow_batches``).
+_SAMPLE: Final = 1000
+_TYPE_NAMES: Final = {"i": "integer", "r": "real", "t": "text", "b": "blob", "n": "null"}
 _EXACT_LETTERS: Final = {pl.Int64: "in", pl.Float64: "rn", pl.String: "tn", pl.Null: "n"}
 
 #: A chunk of :meth:`RowSource.frames`: columns, or (column names, row tuples) where it read rows.
@@ -104,12 +108,12 @@ class RowSource:
         2.0 as the integer 2): there a Float64 column may also hold integers below 2**53 in magnitude.
         """
         size = size or self.chunk_size
-        names = self._arrow_columns(sql)
-        if names is None:
+        columns = self._arrow_columns(sql)
+        if columns is None:
             yield from self.chunks(sql, what=what, size=size)
             return
         read = 0
-        for frame in self._arrow_batches(sql, names, size, floats):
+        for frame in self._arrow_batches(sql, *columns, size, floats):
             if frame is None:
                 break
             read += frame.height
@@ -119,8 +123,9 @@ class RowSource:
         body = sql.strip().rstrip(";")
         yield from self.chunks(f"SELECT * FROM ({body}) LIMIT -1 OFFSET {read}", what=what, size=size)  # noqa: S608
 
-    def _arrow_columns(self, sql: str) -> tuple[str, ...] | None:
-        """The query's column names if the Arrow reader can read it (a SQLite file, distinct names)."""
+    def _arrow_columns(self, sql: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The query's column names if the Arrow reader can read it (a SQLite file, distinct names), and
+        per column the ``typeof`` letters of its first rows' values (NULL left out)."""
         if not self.arrow or self.url.get_backend_name() != "sqlite" or not self.url.database:
             return None
         if self.url.database == ":memory:" or self.url.query:
@@ -129,20 +134,32 @@ class RowSource:
         try:
             with self._engine.connect() as connection:
                 names = tuple(connection.execute(text(f"SELECT * FROM ({body}) LIMIT 0")).keys())  # noqa: S608
+                if not names or len(set(names)) != len(names) or _TYPES in names:
+                    return None
+                types = ", ".join(f"substr(typeof(q.{_quoted(name)}), 1, 1)" for name in names)
+                sample = connection.execute(text(f"SELECT {types} FROM ({body}) AS q LIMIT {_SAMPLE}")).all()  # noqa: S608
         except SQLAlchemyError:
             return None  # the row reader reports the query's error
-        if not names or len(set(names)) != len(names) or _TYPES in names:
-            return None
-        return names
+        if not sample:
+            return names, ("",) * len(names)
+        return names, tuple(_usual(column) for column in zip(*sample, strict=True))
 
     def _arrow_batches(
-        self, sql: str, names: tuple[str, ...], size: int, floats: frozenset[str]
+        self, sql: str, names: tuple[str, ...], usual: tuple[str, ...], size: int, floats: frozenset[str]
     ) -> Iterator[pl.DataFrame | None]:
-        """Exact record batches as DataFrames; None once a batch is not exact (nothing after it)."""
+        """Exact record batches as DataFrames; None once a batch is not exact (nothing after it).
+
+        A row whose values all have their column's ``usual`` types (or NULL) gets a NULL signature (one
+        test per value in SQLite, cheaper than building the letters); the others get their letters."""
         body = sql.strip().rstrip(";")
-        quoted = ['"' + name.replace('"', '""') + '"' for name in names]
+        quoted = [_quoted(name) for name in names]
         signature = " || ".join(f"substr(typeof(q.{name}), 1, 1)" for name in quoted)
-        wrapped = f"SELECT {', '.join(f'q.{name}' for name in quoted)}, {signature} AS {_TYPES} FROM ({body}) AS q"  # noqa: S608
+        usual_rows = " AND ".join(
+            f"typeof(q.{name}) IN ({', '.join(repr(_TYPE_NAMES[letter]) for letter in letters + 'n')})"
+            for name, letters in zip(quoted, usual, strict=True)
+        )
+        check = f"CASE WHEN {usual_rows} THEN NULL ELSE {signature} END"
+        wrapped = f"SELECT {', '.join(f'q.{name}' for name in quoted)}, {check} AS {_TYPES} FROM ({body}) AS q"  # noqa: S608
         assert self.url.database is not None
         try:
             connection = adbc_driver_sqlite.dbapi.connect(self.url.database)
@@ -157,7 +174,7 @@ class RowSource:
             for batch in reader:
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)
-                if not _exact(frame, names, floats):
+                if not _exact(frame, names, usual, floats):
                     yield None
                     return
                 yield frame.drop(_TYPES)
@@ -176,25 +193,42 @@ class RowSource:
         self.close()
 
 
-def _exact(frame: pl.DataFrame, names: tuple[str, ...], floats: frozenset[str]) -> bool:
-    """Whether every value of the batch is in an Arrow column that holds it exactly (see ``_TYPES``)."""
-    letters = [_EXACT_LETTERS.get(frame[name].dtype.base_type()) for name in names]
-    letters = [
-        "irn" if allowed == "rn" and name in floats else allowed for name, allowed in zip(names, letters, strict=True)
+def _usual(letters: Sequence[str]) -> str:
+    """The usual ``typeof`` letters of a column's sample: its most common one ("ir" where both numbers are)."""
+    counts = Counter(letter for letter in letters if letter != "n")
+    if not counts:
+        return ""
+    if "i" in counts and "r" in counts:
+        return "ir"
+    return counts.most_common(1)[0][0]
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _exact(frame: pl.DataFrame, names: tuple[str, ...], usual: tuple[str, ...], floats: frozenset[str]) -> bool:
+    """Whether every value of the batch is in an Arrow column that holds it exactly (see ``_TYPES``;
+    a NULL signature stands for the ``usual`` letters)."""
+    exact = [_EXACT_LETTERS.get(frame[name].dtype.base_type()) for name in names]
+    allowed = [
+        "irn" if letters == "rn" and name in floats else letters for name, letters in zip(names, exact, strict=True)
     ]
-    if any(allowed is None for allowed in letters):
-        return False
-    integers_as_floats: set[int] = set()
-    for signature in frame[_TYPES].unique().to_list():
-        if signature is None or len(signature) != len(names):
+    seen: list[set[str]] = [set() for _ in names]
+    signatures = frame[_TYPES]
+    if signatures.null_count():
+        for kinds, column in zip(usual, seen, strict=True):
+            column.update(kinds)
+    for signature in signatures.drop_nulls().unique().to_list():
+        if len(signature) != len(names):
             return False
-        for position, (letter, allowed) in enumerate(zip(signature, letters, strict=True)):
-            if letter not in allowed:  # type: ignore[operator]
+        for letter, column in zip(signature, seen, strict=True):
+            column.add(letter)
+    for name, letters, column in zip(names, allowed, seen, strict=True):
+        if letters is None or not column <= set(letters):
+            return False
+        if "i" in column and letters == "irn":  # integers converted to double by the driver: exact below 2**53
+            largest = frame[name].abs().max()
+            if largest is not None and (not isinstance(largest, float) or largest >= _FLOAT_INTEGERS):
                 return False
-            if letter == "i" and allowed == "irn":
-                integers_as_floats.add(position)
-    for position in integers_as_floats:  # converted to double by the driver: exact below 2**53 only
-        converted = frame.filter(pl.col(_TYPES).str.slice(position, 1) == "i")[names[position]].abs().max()
-        if not isinstance(converted, float) or converted >= _FLOAT_INTEGERS:
-            return False
     return True

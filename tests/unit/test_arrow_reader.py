@@ -168,3 +168,11 @@ def test_an_odd_row_after_plain_batches_reads_the_rest_as_rows(tmp_path: Path) -
     kinds = same(make_database(tmp_path / "platform.db", sessions, []), 5, 8)
     assert kinds["frames"] == 40 // 8
     assert kinds["rows"] == 2  # the rest of 53 rows, from row 40, in chunks of 8
+
+
+def test_odd_rows_after_the_type_sample_are_still_detected(tmp_path: Path) -> None:
+    """The reader's usual types come from the first 1,000 rows; odd rows after them switch to rows."""
+    plain = [PLAIN_SESSION] * 1200
+    odd = [("s-2", "p-2", "g-2", "2026-08-03 00:01:14", 2**62, 7, "web", "GB"), ("s-3", 5, "g-1", 9, 1.5, "x", 1, 2)]
+    kinds = same(make_database(tmp_path / "platform.db", plain + odd + plain[:10], []), 3, 500)
+    assert kinds == Counter(frames=2, rows=1)  # 1,000 rows as frames; the batch with the odd rows on as rows
