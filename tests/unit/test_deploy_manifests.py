@@ -643,6 +643,11 @@ S3_ACTIONS = {
 }
 
 
+#: What a boto3 client is called in our code (``client``, ``self._dynamodb``, ``s3``, ``personalize``...): an
+#: attribute of anything else (``url.query``, ``frame.scan``) is not an AWS call.
+CLIENT_LIKE = re.compile(r"client|dynamodb|s3|personalize|table", re.IGNORECASE)
+
+
 def aws_calls(folder: Path, services: tuple[str, ...]) -> dict[str, set[str]]:
     """IAM actions of the boto3 operations the code under ``folder`` names (client.op(...), a bound
     client.op passed on, get_paginator("op")), each with the files that name it."""
@@ -662,7 +667,7 @@ def aws_calls(folder: Path, services: tuple[str, ...]) -> dict[str, set[str]]:
     for path in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names: list[str] = []
-            if isinstance(node, ast.Attribute):
+            if isinstance(node, ast.Attribute) and CLIENT_LIKE.search(ast.unparse(node.value)):
                 names.append(node.attr)
             if (
                 isinstance(node, ast.Call)
