@@ -6,19 +6,14 @@ AWS endpoints, region and credentials are not settings of ours: boto3 reads ``AW
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Final
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
 
 from batch.errors import ConfigurationError
+from clickstream.settings import LayeredSettings, check_database_url, settings_problems
 
 ENV_PREFIX: Final = "BATCH_"
 #: Environment variable naming an optional YAML settings file.
@@ -28,10 +23,11 @@ DEFAULT_DATABASE_URL: Final = "sqlite:///./.data/platform.db"
 MIB: Final = 1024 * 1024
 
 
-class BatchSettings(BaseSettings):
+class BatchSettings(LayeredSettings):
     """Where the batch reads the platform data and where the datasets go."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    settings_file_env = SETTINGS_FILE_ENV
 
     database_url: SecretStr = Field(
         SecretStr(DEFAULT_DATABASE_URL),
@@ -72,14 +68,7 @@ class BatchSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _url_parses(cls, value: SecretStr) -> SecretStr:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            make_url(value.get_secret_value())
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
-        return value
+        return check_database_url(value)
 
     @field_validator("s3_bucket")
     @classmethod
@@ -100,21 +89,6 @@ class BatchSettings(BaseSettings):
     def upload_part_bytes(self) -> int:
         return self.upload_part_mib * MIB
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        settings_file = os.environ.get(SETTINGS_FILE_ENV)
-        if settings_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
-        return tuple(sources)
-
 
 def load_settings(**explicit: object) -> BatchSettings:
     """Settings with ``explicit`` values (None means "not given") on top.
@@ -125,8 +99,4 @@ def load_settings(**explicit: object) -> BatchSettings:
     try:
         return BatchSettings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigurationError(f"invalid batch settings: {problems}") from None
+        raise ConfigurationError(f"invalid batch settings: {settings_problems(exc, ENV_PREFIX)}") from None

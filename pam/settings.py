@@ -10,19 +10,15 @@ and filter ARNs come from their own settings or, for the ones not given, from th
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from clickstream.settings import LayeredSettings, check_database_url, settings_problems
 
 ENV_PREFIX: Final = "PAM_"
 #: Environment variable naming an optional YAML settings file.
@@ -42,10 +38,11 @@ class SettingsError(ValueError):
     """A setting is missing or wrong; the message names it."""
 
 
-class PamSettings(BaseSettings):
+class PamSettings(LayeredSettings):
     """What PAM needs to know: the platform database, the lobby service and its dependencies."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    settings_file_env = SETTINGS_FILE_ENV
 
     database_url: SecretStr = Field(
         SecretStr(DEFAULT_DATABASE_URL),
@@ -101,14 +98,7 @@ class PamSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _url_parses(cls, value: SecretStr) -> SecretStr:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            make_url(value.get_secret_value())
-        except ArgumentError as exc:
-            raise ValueError(f"not a database URL: {exc}") from None
-        return value
+        return check_database_url(value)
 
     @field_validator("catalog_url")
     @classmethod
@@ -153,21 +143,6 @@ class PamSettings(BaseSettings):
         if self.breaker_min_calls > self.breaker_window:
             raise ValueError("breaker_min_calls must not exceed breaker_window")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        settings_file = os.environ.get(SETTINGS_FILE_ENV)
-        if settings_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
-        return tuple(sources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +195,4 @@ def load_settings(**explicit: object) -> PamSettings:
     try:
         return PamSettings(**given)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'_'.join(str(part) for part in error['loc']).upper() or 'SETTINGS'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise SettingsError(f"invalid PAM settings: {problems}") from None
+        raise SettingsError(f"invalid PAM settings: {settings_problems(exc, ENV_PREFIX)}") from None

@@ -7,13 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
 
+from clickstream.settings import LayeredSettings
 from stream_worker.errors import FatalConfigurationError
 
 ENV_PREFIX = "STREAM_WORKER_"
@@ -21,10 +17,11 @@ ENV_PREFIX = "STREAM_WORKER_"
 SETTINGS_FILE_ENV = "STREAM_WORKER_SETTINGS_FILE"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(LayeredSettings):
     """Everything the record processor, replay and the supervisor need to know."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    settings_file_env = SETTINGS_FILE_ENV
 
     tracking_id: str = Field("", description="Personalize event tracker id (required to deliver)")
     stream_name: str = "clickstream"
@@ -102,21 +99,6 @@ class WorkerSettings(BaseSettings):
         if self.retry_base_seconds > self.retry_cap_seconds:
             raise ValueError("retry_base_seconds must not exceed retry_cap_seconds")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        settings_file = os.environ.get(SETTINGS_FILE_ENV)
-        if settings_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
-        return tuple(sources)
 
     def require_tracking_id(self) -> str:
         if not self.tracking_id:
