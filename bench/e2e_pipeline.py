@@ -88,6 +88,7 @@ from e2e_support import (
     quantile,
     rate_from_times,
     read_text,
+    run_started_together,
 )
 from kinesis_h2_reader import H2ReadResult, plain_read_h2
 
@@ -341,14 +342,7 @@ def threaded_put(
                     time.sleep(0.05)
                 batch = retry
 
-    workers = [threading.Thread(target=run, args=(c,), daemon=True) for c in clients]
-    for worker in workers:
-        worker.start()
-    barrier.wait()
-    started = time.monotonic()
-    for worker in workers:
-        worker.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_started_together(run, clients, barrier)
     if errors:
         raise RuntimeError(f"PutRecords failed: {errors[0]}")
     return PutResult(
@@ -438,14 +432,7 @@ def plain_read(
             errors.append(exc)
         finished[shard] = time.monotonic() - began
 
-    threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in shards]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.monotonic()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_started_together(run, shards, barrier)
     if errors:
         raise RuntimeError(f"GetRecords failed: {errors[0]}")
     return ReadResult(totals["records"], elapsed, totals["calls"], totals["throttled"], finished, rows)

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------------ CPU
 
@@ -284,3 +286,16 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def run_started_together(run: Callable[[T], None], items: Sequence[T], barrier: threading.Barrier) -> float:
+    """One thread per item running ``run(item)``; each waits on ``barrier`` (``len(items) + 1`` parties)
+    before its work, so the clock starts when all are ready. Returns the seconds until the last ended."""
+    threads = [threading.Thread(target=run, args=(item,), daemon=True) for item in items]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.monotonic()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started

@@ -28,6 +28,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from e2e_support import run_started_together
 
 TARGET_PREFIX = "Kinesis_20131202."
 
@@ -122,14 +123,7 @@ def plain_read_h2(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in shards]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.monotonic()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
+    elapsed = run_started_together(run, shards, barrier)
     if errors:
         raise RuntimeError(f"GetRecords over HTTP/2 failed: {errors[0]}")
     return H2ReadResult(totals["records"], elapsed, totals["calls"])
