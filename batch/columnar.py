@@ -13,19 +13,56 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, Any, Final
 
 import polars as pl
 
+from batch.database import Chunk
 from batch.minimums import MAX_EXAMPLES, InteractionStats
+from batch.pipeline import read_ahead
 from batch.queries import INTERACTION_FIELDS, DatasetField, InteractionSource
 from batch.transform import INVALID_METADATA, MISSING_USER, FieldValueError, encode_value, raw_value
-from clickstream.columnar import EVENT_TYPE, EVENT_VALUE, ITEM_ID, SENT_AT, USER_ID, ColumnarNormalizer
+from clickstream.columnar import (
+    EVENT_TYPE,
+    EVENT_VALUE,
+    ITEM_ID,
+    SENT_AT,
+    USER_ID,
+    ChunkOutcome,
+    ColumnarNormalizer,
+    repeated_drops,
+)
 from clickstream.mapping import EventMapping
 
 _PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 _TIMESTAMP, _VALUE = "_timestamp", "_value"
+#: Chunks a stage of :meth:`ColumnarInteractions.write_all` runs ahead of the next one, with ``parallel``.
+READ_AHEAD: Final = 2
+
+
+@dataclass(slots=True)
+class PreparedChunk:
+    """A chunk after :meth:`ColumnarInteractions.prepare`: its normalized events before the eventId
+    memory's decisions and, per event, its CSV fields (``lines``), what :meth:`_count` reads
+    (``counted``) and whether it has no user, a metadata value its field refuses, a carriage return."""
+
+    rows: int
+    outcome: ChunkOutcome | None = None
+    lines: pl.DataFrame | None = None
+    counted: pl.DataFrame | None = None
+    no_user: pl.Series | None = None
+    invalid: pl.Series | None = None
+    carriage: pl.Series | None = None
+
+
+def _positions(chunks: Iterable[Chunk]) -> Iterator[tuple[Chunk, int]]:
+    """Each chunk with the position of its first row in the source."""
+    position = 0
+    for chunk in chunks:
+        yield chunk, position
+        position += chunk.height if isinstance(chunk, pl.DataFrame) else len(chunk[1])
 
 
 class ColumnarInteractions:
@@ -55,15 +92,7 @@ class ColumnarInteractions:
     ) -> int:
         """Normalize, filter and write one chunk of ``source``'s rows (``first_position``: the first row's
         position in the source); returns the records written and counts them in ``stats``."""
-        if not rows:
-            return 0
-        columns: dict[str, list[Any] | pl.Series] = {}
-        for name, values in zip(names, zip(*rows, strict=True), strict=True):
-            if set(map(type, values)) <= _PLAIN_TYPES:
-                columns[name] = list(values)
-            else:  # datetimes, dates, decimals: as the raw event carries them
-                columns[name] = [raw_value(value) for value in values]
-        return self._write_columns(source, columns, first_position, text, stats)
+        return self.finish(self.prepare(source, (tuple(names), list(rows)), first_position), text, stats)
 
     def write_frame(
         self,
@@ -75,41 +104,69 @@ class ColumnarInteractions:
     ) -> int:
         """:meth:`write_chunk` for a chunk read as columns (String, Int64, Float64 or Null columns holding
         exactly the values the database gave, as :meth:`batch.database.RowSource.frames` ensures)."""
-        if frame.height == 0:
-            return 0
-        columns: dict[str, list[Any] | pl.Series] = {name: frame[name] for name in frame.columns}
-        return self._write_columns(source, columns, first_position, text, stats)
+        return self.finish(self.prepare(source, frame, first_position), text, stats)
 
-    def _write_columns(
+    def write_all(
         self,
         source: InteractionSource,
-        columns: dict[str, list[Any] | pl.Series],
-        first_position: int,
+        chunks: Iterable[Chunk],
         text: IO[str],
         stats: InteractionStats,
+        *,
+        parallel: bool = False,
+        read: Callable[[int], None] | None = None,
     ) -> int:
-        outcome = self.normalizer.normalize_chunk(source.event_type, columns, f"batch:{source.name}", first_position)
-        self.dropped.update(outcome.dropped)
-        self.slow_rows += outcome.slow_rows
+        """Every chunk of ``source`` (rows, or frames of :meth:`~batch.database.RowSource.frames`), in
+        order; returns the records written. ``read`` is called with the rows of each chunk once written.
+
+        With ``parallel``, the chunks are read in one thread and prepared (:meth:`prepare`: everything
+        but the eventId memory's decisions) in another, each ahead of the next stage by a bounded number
+        of chunks, while this thread takes the decisions in the chunks' order and writes (:meth:`finish`):
+        the same output, on up to three cores. An error of either thread is raised here."""
+        positions = _positions(chunks)
+        prepared: Iterator[PreparedChunk]
+        if parallel:
+            prepared = read_ahead(
+                read_ahead(positions, depth=READ_AHEAD, name="batch-read"),
+                depth=READ_AHEAD,
+                prepare=lambda item: self.prepare(source, item[0], item[1]),
+                name="batch-prepare",
+            )
+        else:
+            prepared = (self.prepare(source, chunk, position) for chunk, position in positions)
+        written = 0
+        for chunk in prepared:
+            written += self.finish(chunk, text, stats)
+            if read is not None:
+                read(chunk.rows)
+        return written
+
+    def prepare(self, source: InteractionSource, chunk: Chunk, first_position: int) -> PreparedChunk:
+        """What does not depend on the eventId memory: the chunk's events before collapsing and duplicates
+        and, for each, its CSV fields and whether the batch rules drop it. Chunks must be prepared in
+        order; :meth:`finish` them in the same order (in this thread or another one)."""
+        if isinstance(chunk, pl.DataFrame):
+            size = chunk.height
+            columns: dict[str, list[Any] | pl.Series] = {name: chunk[name] for name in chunk.columns}
+        else:
+            names, rows = chunk
+            size = len(rows)
+            columns = {}
+            for name, values in zip(names, zip(*rows, strict=True), strict=True):
+                if set(map(type, values)) <= _PLAIN_TYPES:
+                    columns[name] = list(values)
+                else:  # datetimes, dates, decimals: as the raw event carries them
+                    columns[name] = [raw_value(value) for value in values]
+        if size == 0:
+            return PreparedChunk(rows=0)
+        outcome = self.normalizer.prepare_chunk(source.event_type, columns, f"batch:{source.name}", first_position)
         events = outcome.events
-        no_user = events[USER_ID].is_null()
-        missing = int(no_user.sum())
-        if missing:
-            self.dropped[MISSING_USER] += missing
-            events = events.filter(~no_user)
         if events.height == 0:
-            return 0
+            return PreparedChunk(rows=size, outcome=outcome)
         metadata, invalid = self._metadata(events)
-        bad = int(invalid.sum())
-        if bad:
-            self.dropped[INVALID_METADATA] += bad
-            events = events.filter(~invalid)
-            metadata = [values.filter(~invalid) for values in metadata]
-            if events.height == 0:
-                return 0
         events = events.with_columns(
             pl.col(SENT_AT).floor().cast(pl.Int64).alias(_TIMESTAMP),
-            pl.Series(_VALUE, self._value_text(events[EVENT_VALUE].to_list()), dtype=pl.String),
+            self._value_text(events[EVENT_VALUE]),
         )
         lines = pl.DataFrame(
             [
@@ -121,13 +178,55 @@ class ColumnarInteractions:
                 *(values.alias(spec.name) for spec, values in zip(self.metadata, metadata, strict=True)),
             ]
         ).with_columns(pl.all().replace("", None))
-        if any(lines[name].str.contains("\r", literal=True).any() for name in lines.columns):
+        carriage = pl.any_horizontal([pl.col(name).str.contains("\r", literal=True) for name in lines.columns])
+        return PreparedChunk(
+            rows=size,
+            outcome=outcome,
+            lines=lines,
+            counted=events.select(USER_ID, ITEM_ID, EVENT_TYPE, _TIMESTAMP),
+            no_user=events[USER_ID].is_null(),
+            invalid=invalid,
+            carriage=lines.select(carriage.fill_null(False)).to_series(),
+        )
+
+    def finish(self, chunk: PreparedChunk, text: IO[str], stats: InteractionStats) -> int:
+        """The eventId memory's decisions on a prepared chunk, the drops counted, its lines written and
+        counted in ``stats``; returns the records written."""
+        outcome = chunk.outcome
+        if outcome is None:
+            return 0
+        self.slow_rows += outcome.slow_rows
+        self.dropped.update(outcome.dropped)
+        if outcome.events.height == 0:
+            return 0
+        fresh = self.normalizer.fresh(outcome)
+        assert chunk.lines is not None and chunk.counted is not None
+        assert chunk.no_user is not None and chunk.invalid is not None and chunk.carriage is not None
+        keep = chunk.no_user.not_()
+        if fresh is not None and not fresh.all():
+            self.dropped.update(repeated_drops(outcome.events, fresh))
+            keep = keep & fresh
+            missing = int((chunk.no_user & fresh).sum())
+        else:
+            missing = int(chunk.no_user.sum())
+        if missing:
+            self.dropped[MISSING_USER] += missing
+        bad = int((chunk.invalid & keep).sum())
+        if bad:
+            self.dropped[INVALID_METADATA] += bad
+            keep = keep & chunk.invalid.not_()
+        lines, counted = chunk.lines, chunk.counted
+        if not keep.all():
+            lines, counted = lines.filter(keep), counted.filter(keep)
+        if lines.height == 0:
+            return 0
+        if (chunk.carriage & keep).any():
             # polars quotes a field with a bare carriage return; Python's csv (the row path) does not
             csv.writer(text, lineterminator="\n").writerows(lines.rows())
         else:
             text.write(lines.write_csv(include_header=False))
-        self._count(events, stats)
-        return events.height
+        self._count(counted, stats)
+        return lines.height
 
     def _metadata(self, events: pl.DataFrame) -> tuple[list[pl.Series], pl.Series]:
         """Per metadata field its CSV text, and which rows have a value their field cannot hold."""
@@ -138,8 +237,9 @@ class ColumnarInteractions:
             if values is None or values.null_count() == values.len():
                 try:
                     texts.append(pl.Series([encode_value(spec, None)] * events.height, dtype=pl.String))
-                except FieldValueError:
-                    return texts, pl.Series([True] * events.height, dtype=pl.Boolean)
+                except FieldValueError:  # every row dropped
+                    texts.append(pl.Series([None] * events.height, dtype=pl.String))
+                    invalid = pl.Series([True] * events.height, dtype=pl.Boolean)
                 continue
             if values.dtype == pl.String:
                 distinct = values.unique().to_list()
@@ -179,31 +279,45 @@ class ColumnarInteractions:
                 invalid = invalid | pl.Series(flags, dtype=pl.Boolean)
         return texts, invalid
 
-    def _value_text(self, values: list[float | None]) -> list[str | None]:
-        """``repr`` of each eventValue (as :meth:`~batch.transform.InteractionRecord.csv_values`)."""
+    def _value_text(self, values: pl.Series) -> pl.Series:
+        """``repr`` of each eventValue (as :meth:`~batch.transform.InteractionRecord.csv_values`): one
+        ``repr`` per distinct value, mapped over the column (zeros by their sign; NaN: one by one)."""
+        if values.dtype == pl.Null or values.null_count() == values.len():
+            return pl.Series(_VALUE, [None] * values.len(), dtype=pl.String)
+        values = values.cast(pl.Float64)
+        if values.is_nan().any():
+            return pl.Series(_VALUE, self._value_text_rows(values.to_list()), dtype=pl.String)
         cache = self._value_texts
-        texts: list[str | None] = []
-        for value in values:
-            if value is None:
-                texts.append(None)
-            elif value:  # 0.0 and -0.0 are equal keys with different texts: never cached
-                text = cache.get(value)
-                if text is None:
-                    text = cache[value] = repr(value)
-                texts.append(text)
-            else:
-                texts.append(repr(value))
+        distinct = [value for value in values.unique().to_list() if value]  # no None, no zero
+        texts: list[str] = []
+        for value in distinct:
+            text = cache.get(value)
+            if text is None:
+                text = cache[value] = repr(value)
+            texts.append(text)
         if len(cache) > 65_536:
             cache.clear()
-        return texts
+        mapped = pl.col(_VALUE).replace_strict(distinct, texts, default=None, return_dtype=pl.String)
+        # 0.0 and -0.0 are one value for unique(): their texts come from the sign (1/-0.0 is -inf)
+        zero = pl.when(1.0 / pl.col(_VALUE) < 0).then(pl.lit("-0.0")).otherwise(pl.lit("0.0"))
+        return (
+            values.alias(_VALUE)
+            .to_frame()
+            .select(pl.when(pl.col(_VALUE) == 0).then(zero).otherwise(mapped).alias(_VALUE))
+            .to_series()
+        )
+
+    @staticmethod
+    def _value_text_rows(values: list[float | None]) -> list[str | None]:
+        return [None if value is None else repr(value) for value in values]
 
     def _count(self, events: pl.DataFrame, stats: InteractionStats) -> None:
         """What :meth:`InteractionStats.add` counts, for a whole chunk of written records."""
         if self._known_items is None:
             self._known_items = pl.Series(sorted(stats.known_items), dtype=pl.String)
         stats.interactions += events.height
-        per_user = events.group_by(USER_ID, maintain_order=True).len()
-        stats._per_user.update(dict(zip(per_user[USER_ID].to_list(), per_user["len"].to_list(), strict=True)))
+        # Counter.update of an iterable counts in C (a mapping would be added key by key in Python)
+        stats._per_user.update(events[USER_ID].to_list())
         per_type = events.group_by(EVENT_TYPE, maintain_order=True).len()
         stats.event_types.update(dict(zip(per_type[EVENT_TYPE].to_list(), per_type["len"].to_list(), strict=True)))
         unknown = events[ITEM_ID].filter(~events[ITEM_ID].is_in(self._known_items.implode()))

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import polars as pl
-
 from batch.columnar import ColumnarInteractions
 from batch.database import RowSource
 from batch.minimums import InteractionStats, MinimumsReport
@@ -166,6 +164,7 @@ class DatasetBuilder:
         progress: ProgressCallback | None = None,
         columnar: bool | None = None,
         arrow_reader: bool | None = None,
+        parallel: bool | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -177,6 +176,8 @@ class DatasetBuilder:
         self.columnar = load_settings().columnar if columnar is None else columnar
         #: The columnar path reads Arrow batches where RowSource.frames can (None: BATCH_ARROW_READER, true).
         self.arrow_reader = load_settings().arrow_reader if arrow_reader is None else arrow_reader
+        #: The columnar path reads and prepares chunks in two more threads (None: BATCH_PARALLEL, true).
+        self.parallel = load_settings().parallel if parallel is None else parallel
         self.columnar_interactions = ColumnarInteractions(mapping, queries.interactions.metadata, memory=dedup_memory)
         self.summary = DatasetsSummary(database=source.shown_url)
 
@@ -254,28 +255,22 @@ class DatasetBuilder:
         counts = self.summary.interactions
         stats = InteractionStats(known_items=item_ids)
         every = max(1, self.source.chunk_size)
+
+        def read(length: int) -> None:
+            before, counts.read = counts.read, counts.read + length
+            if self.progress is not None and counts.read // every != before // every:
+                self.progress("interactions", counts.read, False)
+
         with self.sink.open(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
             csv.writer(text, lineterminator="\n").writerow(columnar.header)
             for source in self.queries.interactions.sources:
-                position = 0
                 size, what = max(self.source.chunk_size, COLUMNAR_CHUNK), f"interactions ({source.name})"
                 chunks = (
                     self.source.frames(source.sql, what=what, size=size, floats=NUMBER_FIELDS)
                     if self.arrow_reader
                     else self.source.chunks(source.sql, what=what, size=size)
                 )
-                for chunk in chunks:
-                    if isinstance(chunk, pl.DataFrame):
-                        counts.written += columnar.write_frame(source, chunk, position, text, stats)
-                        length = chunk.height
-                    else:
-                        names, rows = chunk
-                        counts.written += columnar.write_chunk(source, names, rows, position, text, stats)
-                        length = len(rows)
-                    position += length
-                    before, counts.read = counts.read, counts.read + length
-                    if self.progress is not None and counts.read // every != before // every:
-                        self.progress("interactions", counts.read, False)
+                counts.written += columnar.write_all(source, chunks, text, stats, parallel=self.parallel, read=read)
         if self.progress is not None:
             self.progress("interactions", counts.read, True)
         counts.dropped.update(columnar.dropped)

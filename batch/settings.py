@@ -45,6 +45,9 @@ class BatchSettings(LayeredSettings):
     arrow_reader: bool = Field(
         True, description="columnar interactions read from SQLite as Arrow batches (false: rows)"
     )
+    parallel: bool = Field(
+        True, description="columnar interactions read and prepared on a second thread, ahead of the writing"
+    )
     # `batch personalize apply|train`
     personalize_config: Path | None = Field(None, description="Personalize config (default: batch/personalize/)")
     personalize_role_arn: str | None = Field(None, description="IAM role Personalize assumes to read the datasets")

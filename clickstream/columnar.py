@@ -107,36 +107,69 @@ class ChunkOutcome:
     events: pl.DataFrame
     dropped: Counter[str] = field(default_factory=Counter)
     slow_rows: int = 0
+    #: Of a prepared chunk (:meth:`ColumnarNormalizer.prepare_chunk`): its keys are real eventIds.
+    hashed: bool = False
+
+
+def repeated_drops(events: pl.DataFrame, fresh: pl.Series) -> Counter[str]:
+    """The drops of the events whose keys were not ``fresh``: collapsed, or duplicates."""
+    dropped: Counter[str] = Counter()
+    repeated = events.filter(~fresh)
+    collapsed = int(repeated[COLLAPSE].sum())
+    if collapsed:
+        dropped[DropReason.COLLAPSED.value] += collapsed
+    if repeated.height - collapsed:
+        dropped[DropReason.DUPLICATE.value] += repeated.height - collapsed
+    return dropped
 
 
 class _EventIdMemory:
     """:class:`~clickstream.normalize.Normalizer`'s bounded least-recently-seen set, over hash inputs
-    until a client eventId could collide with a hash (then over real eventIds)."""
+    until a client eventId could collide with a hash (then over real eventIds).
+
+    Held as columns, oldest first: the keys and their 64-bit polars hashes. A chunk whose keys are
+    distinct and none of whose hashes is remembered (the common case: every key new) is appended and the
+    oldest keys beyond the capacity cut, without a Python object per key; any other chunk (a hash seen
+    before: a repeated key, or a collision) goes through the exact one-key-at-a-time update of an
+    ordered dict, as ``_BoundedSet.add`` does it."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.hashed = False
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._keys = pl.Series("key", [], dtype=pl.String)
+        self._hashes = self._keys.hash()
 
     def switch_to_hashes(self) -> None:
         if self.hashed:
             return
         self.hashed = True
-        self._keys = OrderedDict((stable_id(*key.split(_SEP)) if _SEP in key else key, None) for key in self._keys)
+        keys = [stable_id(*key.split(_SEP)) if _SEP in key else key for key in self._keys.to_list()]
+        self._set(list(dict.fromkeys(keys)))
 
-    def add_all(self, keys: Sequence[str]) -> list[bool]:
+    def _set(self, keys: list[str]) -> None:
+        self._keys = pl.Series("key", keys, dtype=pl.String)
+        self._hashes = self._keys.hash()
+
+    def add_all(self, keys: Sequence[str] | pl.Series) -> list[bool]:
         """Remember ``keys`` in order; per key, True if it was new (what ``_BoundedSet.add`` says)."""
-        known = self._keys
-        if len(set(keys)) == len(keys) and known.keys().isdisjoint(keys):
-            for key in keys:  # twice as fast as OrderedDict.update
-                known[key] = None
-            for _ in range(len(known) - self.capacity):
-                known.popitem(last=False)
-            return [True] * len(keys)
+        series = keys if isinstance(keys, pl.Series) else pl.Series("key", list(keys), dtype=pl.String)
+        fresh = self.add_series(series)
+        return [True] * series.len() if fresh is None else fresh.to_list()
+
+    def add_series(self, keys: pl.Series) -> pl.Series | None:
+        """:meth:`add_all` for a String Series; None when every key was new."""
+        if keys.len() == 0:
+            return None
+        hashes = keys.hash()
+        if hashes.n_unique() == hashes.len() and not hashes.is_in(self._hashes.implode()).any():
+            self._keys = pl.concat([self._keys, keys.alias("key")]).tail(self.capacity).rechunk()
+            self._hashes = pl.concat([self._hashes, hashes]).tail(self.capacity).rechunk()
+            return None
+        known: OrderedDict[str, None] = OrderedDict.fromkeys(self._keys.to_list())
         fresh: list[bool] = []
-        for key in keys:
+        for key in keys.to_list():
             if key in known:
                 known.move_to_end(key)
                 fresh.append(False)
@@ -145,10 +178,11 @@ class _EventIdMemory:
                 if len(known) > self.capacity:
                     known.popitem(last=False)
                 fresh.append(True)
-        return fresh
+        self._set(list(known))
+        return pl.Series(fresh, dtype=pl.Boolean)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._keys.len()
 
 
 def _types(values: Sequence[Any]) -> set[type]:
@@ -162,6 +196,9 @@ class ColumnarNormalizer:
     def __init__(self, mapping: EventMapping, *, memory: int = 200_000) -> None:
         self.mapping = mapping
         self._memory = _EventIdMemory(memory)
+        #: Whether keys are real eventIds (the key mode of :meth:`prepare_chunk`; the memory follows it in
+        #: :meth:`decide`, so that the two stages may run in different threads, the first ahead).
+        self._hashed = False
         #: Every property any rule sends: an event carries those of its own rule, the rest are null.
         self._property_fields = sorted({name for rule in mapping.interactions.values() for name in rule.properties})
         self._property_keys = [to_camel(name) for name in self._property_fields]
@@ -185,7 +222,19 @@ class ColumnarNormalizer:
     ) -> ChunkOutcome:
         """Normalize one chunk: row ``i`` is the raw event ``{"event_type": raw_type, column: value...}``
         (None values left out) from ``Source(stream_id, str(first_sequence + i))``. A column may be a
-        polars Series of type String, Int64, Float64 or Null, standing for the same values as a list."""
+        polars Series of type String, Int64, Float64 or Null, standing for the same values as a list.
+
+        The same as :meth:`decide` of :meth:`prepare_chunk`."""
+        return self.decide(self.prepare_chunk(raw_type, columns, stream_id, first_sequence))
+
+    def prepare_chunk(
+        self, raw_type: str, columns: dict[str, list[Any] | pl.Series], stream_id: str, first_sequence: int
+    ) -> ChunkOutcome:
+        """The part of :meth:`normalize_chunk` that does not depend on the eventId memory: the chunk's
+        events before collapsing and duplicates, with their memory keys (columns ``key`` and
+        ``_collapse``; :attr:`ChunkOutcome.hashed`: whether the keys are real eventIds). Chunks must be
+        prepared in order (the key mode follows the ids seen); :meth:`decide` them in the same order, in
+        this thread or another one."""
         rule = self.mapping.interactions[raw_type]
         size = len(next(iter(columns.values()))) if columns else 0
         frame, fast = self._fast_rows(rule, columns, size)
@@ -229,12 +278,12 @@ class ColumnarNormalizer:
                     row_rule.collapse,
                 )
             )
-        slow = [(row[0], row[2] if self._memory.hashed else row[1], *row[3:]) for row in made]
+        slow = [(row[0], row[2] if self._hashed else row[1], *row[3:]) for row in made]
         fast_frame = self._fast_events(rule, frame, stream_id, first_sequence) if frame is not None else None
         parts: list[pl.DataFrame] = []
         schema = self._schema()
         if fast_frame is not None and fast_frame.height:
-            if self._memory.hashed:
+            if self._hashed:
                 fast_frame = fast_frame.with_columns(pl.col("key").map_elements(_hash_key, return_dtype=pl.String))
             parts.append(fast_frame.select(list(schema)))
         if slow:
@@ -257,14 +306,28 @@ class ColumnarNormalizer:
         events = pl.concat(parts) if parts else pl.DataFrame(schema=schema)
         if slow and len(parts) > 1:
             events = events.sort(ROW)
-        fresh = pl.Series(self._memory.add_all(events["key"].to_list()), dtype=pl.Boolean)
-        if not fresh.all():
-            repeated = events.filter(~fresh)
-            collapsed = int(repeated[COLLAPSE].sum())
-            if collapsed:
-                outcome.dropped[DropReason.COLLAPSED.value] += collapsed
-            if repeated.height - collapsed:
-                outcome.dropped[DropReason.DUPLICATE.value] += repeated.height - collapsed
+        outcome.events = events
+        outcome.hashed = self._hashed
+        return outcome
+
+    def decide(self, prepared: ChunkOutcome) -> ChunkOutcome:
+        """Collapsing and duplicates of a :meth:`prepare_chunk` outcome, through the eventId memory."""
+        fresh = self.fresh(prepared)
+        return self.keep(prepared, fresh)
+
+    def fresh(self, prepared: ChunkOutcome) -> pl.Series | None:
+        """Per event of a prepared chunk, whether the memory had not seen its key (None: all new)."""
+        if prepared.hashed:
+            self._memory.switch_to_hashes()
+        return self._memory.add_series(prepared.events["key"])
+
+    @staticmethod
+    def keep(prepared: ChunkOutcome, fresh: pl.Series | None) -> ChunkOutcome:
+        """The prepared chunk's outcome with only its ``fresh`` events, the others counted as drops."""
+        outcome = ChunkOutcome(events=prepared.events, dropped=Counter(prepared.dropped), slow_rows=prepared.slow_rows)
+        events = prepared.events
+        if fresh is not None and not fresh.all():
+            outcome.dropped.update(repeated_drops(events, fresh))
             events = events.filter(fresh)
         outcome.events = events.drop("key", COLLAPSE)
         return outcome
@@ -365,7 +428,7 @@ class ColumnarNormalizer:
         checks.append(bound <= MAX_PROPERTIES_LENGTH)
         if "event_id" in series and not rule.collapse and series["event_id"].str.contains(_HEX_ID.pattern).any():
             # A client eventId that could equal a hash: the memory must hold real eventIds from now on.
-            self._memory.switch_to_hashes()
+            self._hashed = True
         fast_expr = checks[0]
         for check in checks[1:]:
             fast_expr = fast_expr & check
@@ -433,7 +496,7 @@ class ColumnarNormalizer:
         sequence: str,
     ) -> str:
         """The memory key of an event the row normalizer made (its eventId, or that id's hash input)."""
-        if self._memory.hashed:
+        if self._hashed:
             return event_id
         if rule.collapse:
             assert item_id is not None
@@ -442,7 +505,7 @@ class ColumnarNormalizer:
         if event_id == stable_id(stream_id, sequence, "0", "0"):
             return _SEP.join((stream_id, sequence, "0", "0"))
         if _SEP in event_id or _HEX_ID.match(event_id):
-            self._memory.switch_to_hashes()
+            self._hashed = True
         return event_id
 
 
