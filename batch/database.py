@@ -166,6 +166,7 @@ class RowSource:
         except adbc_driver_manager.Error:
             yield None
             return
+        cursor = None
         try:
             cursor = connection.cursor()
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(size)})
@@ -181,6 +182,8 @@ class RowSource:
         except (adbc_driver_manager.Error, pa.ArrowException, OSError):  # e.g. a type the first batch did not have
             yield None
         finally:
+            if cursor is not None:
+                cursor.close()  # an open statement (a consumer that stopped early) keeps the connection open
             connection.close()
 
     def close(self) -> None:

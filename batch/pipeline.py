@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Final, TypeVar
+from collections.abc import Callable, Generator, Iterable
+from typing import Final, TypeVar, overload
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -41,13 +41,25 @@ class ReadAheadError(RuntimeError):
     """The read-ahead thread failed with an exception that is not an :class:`Exception` (e.g. SystemExit)."""
 
 
+@overload
+def read_ahead(
+    items: Iterable[T], *, depth: int = 2, prepare: None = None, name: str = "batch-read-ahead"
+) -> Generator[T, None, None]: ...
+
+
+@overload
+def read_ahead(
+    items: Iterable[T], *, depth: int = 2, prepare: Callable[[T], U], name: str = "batch-read-ahead"
+) -> Generator[U, None, None]: ...
+
+
 def read_ahead(
     items: Iterable[T],
     *,
     depth: int = 2,
     prepare: Callable[[T], U] | None = None,
     name: str = "batch-read-ahead",
-) -> Iterator[U]:
+) -> Generator[T | U, None, None]:
     """``prepare(item)`` for each of ``items`` (the item itself without ``prepare``), computed in a
     background thread up to ``depth`` items ahead of the consumer, in order. Exceptions of the
     iteration or of ``prepare`` are raised here, in the consumer."""
@@ -96,7 +108,7 @@ def read_ahead(
                 if isinstance(message.error, Exception):
                     raise message.error
                 raise ReadAheadError(f"the read-ahead thread ended with {message.error!r}") from message.error
-            yield message  # type: ignore[misc]
+            yield message  # type: ignore[misc]  # T or U: what produce() put
     finally:
         stop.set()
         thread.join(_JOIN_SECONDS)

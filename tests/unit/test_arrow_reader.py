@@ -13,6 +13,7 @@ import io
 import sqlite3
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch.columnar import ColumnarInteractions
-from batch.database import RowSource
+from batch.database import Chunk, RowSource
 from batch.minimums import InteractionStats
 from batch.queries import DatasetQueries
 from batch.transform import InteractionTransform
@@ -89,27 +90,37 @@ def row_path(url: str, memory: int) -> tuple[str, Counter[str]]:
     return text.getvalue(), transform.dropped
 
 
-def columnar_path(url: str, memory: int, size: int, *, arrow: bool) -> tuple[str, Counter[str], Counter[str]]:
-    """CSV text, drops, and how many chunks came as frames and as rows."""
+def columnar_path(
+    url: str, memory: int, size: int, *, arrow: bool, parallel: bool | None = None
+) -> tuple[str, Counter[str], Counter[str]]:
+    """CSV text, drops, and how many chunks came as frames and as rows (``parallel`` None: chunk by
+    chunk; else ``write_all``, with its read and prepare threads when True)."""
     columnar = ColumnarInteractions(MAPPING, METADATA, memory=memory)
     text = io.StringIO()
     stats = InteractionStats(known_items=frozenset({"g-1"}))
     kinds: Counter[str] = Counter()
+
+    def counted(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+        for chunk in chunks:
+            kinds["frames" if isinstance(chunk, pl.DataFrame) else "rows"] += 1
+            yield chunk
+
     with RowSource(url) as source:
         for query in SOURCES:
             position = 0
-            chunks = (
+            chunks = counted(
                 source.frames(query.sql, what=query.name, size=size, floats=NUMBER_FIELDS)
                 if arrow
                 else source.chunks(query.sql, what=query.name, size=size)
             )
+            if parallel is not None:
+                columnar.write_all(query, chunks, text, stats, parallel=parallel)
+                continue
             for chunk in chunks:
                 if isinstance(chunk, pl.DataFrame):
-                    kinds["frames"] += 1
                     columnar.write_frame(query, chunk, position, text, stats)
                     position += chunk.height
                 else:
-                    kinds["rows"] += 1
                     names, rows = chunk
                     columnar.write_chunk(query, names, rows, position, text, stats)
                     position += len(rows)
@@ -120,10 +131,14 @@ def same(url: str, memory: int, size: int) -> Counter[str]:
     lines, dropped = row_path(url, memory)
     dbapi_lines, dbapi_dropped, _ = columnar_path(url, memory, size, arrow=False)
     arrow_lines, arrow_dropped, kinds = columnar_path(url, memory, size, arrow=True)
+    parallel_lines, parallel_dropped, parallel_kinds = columnar_path(url, memory, size, arrow=True, parallel=True)
     assert dbapi_lines == lines
     assert arrow_lines == lines
+    assert parallel_lines == lines
     assert dbapi_dropped == dropped
     assert arrow_dropped == dropped
+    assert parallel_dropped == dropped
+    assert parallel_kinds == kinds  # the same chunks, frames and fallback rows alike
     return kinds
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
+import itertools
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from batch.columnar import ColumnarInteractions
 from batch.minimums import InteractionStats
 from batch.queries import DatasetQueries, InteractionSource
 from batch.transform import InteractionTransform
+from clickstream.columnar import _EventIdMemory
 from clickstream.mapping import EventMapping
 
 QUERIES = DatasetQueries.load()
@@ -107,8 +109,10 @@ def run_rows(
 
 
 def run_columns(
-    sources: list[tuple[InteractionSource, list[dict[str, Any]]]], memory: int, chunk: int
+    sources: list[tuple[InteractionSource, list[dict[str, Any]]]], memory: int, chunk: int, *, parallel: bool | None
 ) -> tuple[list[str], Counter[str]]:
+    """The columnar path a chunk at a time (``parallel`` None: ``write_chunk``; else ``write_all``, with
+    its read and prepare threads when True)."""
     columnar = ColumnarInteractions(MAPPING, METADATA, memory=memory)
     text = io.StringIO()
     stats = InteractionStats(known_items=frozenset({"g-1"}))
@@ -116,17 +120,24 @@ def run_columns(
         if not rows:
             continue
         names = list(rows[0])
-        for start in range(0, len(rows), chunk):
-            part = [tuple(row[name] for name in names) for row in rows[start : start + chunk]]
-            columnar.write_chunk(source, names, part, start, text, stats)
+        parts = [
+            (tuple(names), [tuple(row[name] for name in names) for row in rows[start : start + chunk]])
+            for start in range(0, len(rows), chunk)
+        ]
+        if parallel is None:
+            for index, (_, part) in enumerate(parts):
+                columnar.write_chunk(source, names, part, index * chunk, text, stats)
+        else:
+            columnar.write_all(source, iter(parts), text, stats, parallel=parallel)
     return text.getvalue().splitlines(), columnar.dropped
 
 
 def same(sources: list[tuple[InteractionSource, list[dict[str, Any]]]], memory: int, chunk: int) -> None:
     lines, dropped = run_rows(sources, memory)
-    columnar_lines, columnar_dropped = run_columns(sources, memory, chunk)
-    assert columnar_lines == lines
-    assert columnar_dropped == dropped
+    for parallel in (None, False, True):
+        columnar_lines, columnar_dropped = run_columns(sources, memory, chunk, parallel=parallel)
+        assert columnar_lines == lines, parallel
+        assert columnar_dropped == dropped, parallel
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,7 +205,7 @@ def test_camel_case_and_event_type_columns_take_the_row_normalizer() -> None:
         },
     ]
     same([(SESSIONS_SOURCE, rows)], 10, 2)
-    lines, dropped = run_columns([(SESSIONS_SOURCE, rows)], 10, 2)
+    lines, dropped = run_columns([(SESSIONS_SOURCE, rows)], 10, 2, parallel=True)
     assert [line.split(",")[3] for line in lines] == ["favorite", "play"]
     assert dropped == Counter({"collapsed": 1})
 
@@ -204,7 +215,7 @@ def test_a_hex_event_id_equal_to_a_positional_id_is_a_duplicate() -> None:
     from clickstream.normalize import stable_id
 
     positional = stable_id("batch:favorites", "0", "0", "0")
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "event_id": None,
             "session_id": "s-1",
@@ -222,4 +233,48 @@ def test_a_hex_event_id_equal_to_a_positional_id_is_a_duplicate() -> None:
     ]
     same([(FAVORITES_SOURCE, rows)], 10, 1)
     same([(FAVORITES_SOURCE, rows)], 10, 2)
-    assert run_columns([(FAVORITES_SOURCE, rows)], 10, 2)[1] == Counter({"duplicate": 1})
+    assert run_columns([(FAVORITES_SOURCE, rows)], 10, 2, parallel=True)[1] == Counter({"duplicate": 1})
+
+
+def reference_memory(capacity: int, keys: list[str]) -> list[bool]:
+    """``_BoundedSet.add``'s answers: an ordered dict, one key at a time."""
+    known: OrderedDict[str, None] = OrderedDict()
+    fresh: list[bool] = []
+    for key in keys:
+        if key in known:
+            known.move_to_end(key)
+            fresh.append(False)
+        else:
+            known[key] = None
+            if len(known) > capacity:
+                known.popitem(last=False)
+            fresh.append(True)
+    return fresh
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(st.one_of(st.sampled_from(["a", "b", "c", "d"]), st.text(max_size=3)), max_size=80),
+    capacity=st.integers(1, 12),
+    cuts=st.lists(st.integers(0, 80), max_size=6),
+)
+def test_event_id_memory_answers_as_the_bounded_set(keys: list[str], capacity: int, cuts: list[int]) -> None:
+    """The memory appends chunks of new keys as columns and takes the others one by one: the same
+    answers as the row normalizer's least-recently-seen set, however the keys are cut into chunks."""
+    memory = _EventIdMemory(capacity)
+    bounds = [0, *sorted(cut for cut in cuts if cut < len(keys)), len(keys)]
+    answers: list[bool] = []
+    for start, end in itertools.pairwise(bounds):
+        answers.extend(memory.add_all(keys[start:end]))
+        assert len(memory) <= capacity
+    assert answers == reference_memory(capacity, keys)
+    assert len(memory) == min(capacity, len(set(keys)))
+
+
+def test_event_id_memory_forgets_the_least_recently_seen_across_chunks() -> None:
+    memory = _EventIdMemory(3)
+    assert memory.add_all(["a", "b", "c"]) == [True, True, True]
+    assert memory.add_all(["a"]) == [False]  # a is now the most recent: b is the oldest
+    assert memory.add_all(["d", "e"]) == [True, True]  # b and c forgotten
+    assert memory.add_all(["b", "c"]) == [True, True]  # a and d forgotten
+    assert memory.add_all(["e", "b", "a"]) == [False, False, True]
