@@ -223,14 +223,16 @@ MILESTONE_LOGGERS: Final = (
 )
 
 
-def logback_config(level: str) -> str:
+def logback_config(level: str, loggers_levels: Mapping[str, str] | None = None) -> str:
     """Logback configuration for the daemon: one JSON object per line on stdout (logback's
-    ``JsonEncoder``; the supervisor re-emits each as a structured log line on its stderr)."""
+    ``JsonEncoder``; the supervisor re-emits each as a structured log line on its stderr).
+    ``loggers_levels`` (logger name -> level) override the root level and our defaults."""
     loggers: dict[str, str] = {}
     if level == "INFO":
         loggers.update(dict.fromkeys(CHATTY_LOGGERS, "WARN"))
     elif level in ("WARN", "ERROR"):
         loggers.update(dict.fromkeys(MILESTONE_LOGGERS, "INFO"))
+    loggers.update(loggers_levels or {})
     declared = "".join(f'  <logger name="{name}" level="{value}"/>\n' for name, value in loggers.items())
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by `stream-worker run`: the KCL daemon logs one JSON object per line on stdout. -->

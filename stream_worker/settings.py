@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +73,11 @@ class WorkerSettings(LayeredSettings):
         20_000, gt=0, description="how long KCL's graceful shutdown may take (must exceed shutdown_grace_seconds)"
     )
     kcl_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "INFO"
+    kcl_log_levels: str = Field(
+        "",
+        description="levels of single KCL loggers over kcl_log_level: comma-separated logger=LEVEL, e.g. "
+        "software.amazon.kinesis.retrieval.polling=DEBUG",
+    )
     java: str = Field("java", min_length=1, description="the java executable that runs the daemon")
     kcl_jars_dir: Path | None = Field(None, description="the KCL jars; default: those of amazon_kclpy")
     run_dir: Path | None = Field(None, description="where the daemon's files go; default: a new temporary folder")
@@ -92,6 +98,16 @@ class WorkerSettings(LayeredSettings):
             raise ValueError("must be an http:// or https:// URL with no path, e.g. http://127.0.0.1:4567")
         return value
 
+    @field_validator("kcl_log_levels")
+    @classmethod
+    def _logger_levels(cls, value: str) -> str:
+        levels = parse_logger_levels(value)
+        return ",".join(f"{name}={level}" for name, level in levels.items())
+
+    def kcl_logger_levels(self) -> dict[str, str]:
+        """``kcl_log_levels`` as logger name -> level (ERROR, WARN, INFO, DEBUG or TRACE)."""
+        return parse_logger_levels(self.kcl_log_levels)
+
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSettings:
         if self.initial_concurrency > self.max_concurrency:
@@ -106,6 +122,25 @@ class WorkerSettings(LayeredSettings):
                 f"{ENV_PREFIX}TRACKING_ID is not set: the Personalize event tracker id is required"
             )
         return self.tracking_id
+
+
+_LOGGER_NAME = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
+_LOGGER_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+
+
+def parse_logger_levels(value: str) -> dict[str, str]:
+    """``"a.b=DEBUG, c=warn"`` -> ``{"a.b": "DEBUG", "c": "WARN"}``; ValueError naming a bad entry."""
+    levels: dict[str, str] = {}
+    for entry in value.split(","):
+        if not entry.strip():
+            continue
+        name, sep, level = (part.strip() for part in entry.partition("="))
+        if not sep or not _LOGGER_NAME.fullmatch(name) or level.upper() not in _LOGGER_LEVELS:
+            raise ValueError(
+                f"{entry.strip()!r} is not logger=LEVEL (a Java logger name; LEVEL one of {', '.join(_LOGGER_LEVELS)})"
+            )
+        levels[name] = level.upper()
+    return levels
 
 
 def load_settings(**overrides: Any) -> WorkerSettings:

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -134,17 +134,43 @@ class DaemonOutput:
     and :attr:`child_exited` (set whenever a shard child ended; the caller clears it).
     """
 
-    def __init__(self, daemon_pid: int, logger: logging.Logger | None = None, kcl_level: str = "DEBUG") -> None:
+    def __init__(
+        self,
+        daemon_pid: int,
+        logger: logging.Logger | None = None,
+        kcl_level: str = "DEBUG",
+        logger_levels: Mapping[str, str] | None = None,
+    ) -> None:
         self.daemon_pid = daemon_pid
         self.log = logger or logging.getLogger("stream_worker.daemon")
-        #: KCL lines below this are only looked at (milestones), not re-emitted.
+        #: KCL lines below this are only looked at (milestones), not re-emitted...
         self.kcl_level = _JAVA_LEVELS.get(kcl_level.upper(), logging.DEBUG)
+        #: ... unless their logger (or a parent of it) has a level of its own.
+        self._logger_levels = {
+            name: _JAVA_LEVELS.get(level.upper(), logging.DEBUG) for name, level in (logger_levels or {}).items()
+        }
+        self._thresholds: dict[str, int] = {}
         self.initialized = threading.Event()
         self.shutdown_complete = threading.Event()
         self.shutdown_failed = threading.Event()
         self.child_exited = threading.Event()
         self.lines: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def threshold(self, logger: str) -> int:
+        """The level below which ``logger``'s lines are not re-emitted: that of its nearest configured
+        ancestor (logback's rule), else the KCL level."""
+        found = self._thresholds.get(logger)
+        if found is None:
+            found = self.kcl_level
+            name = logger
+            while name:
+                if name in self._logger_levels:
+                    found = self._logger_levels[name]
+                    break
+                name = name.rpartition(".")[0]
+            self._thresholds[logger] = found
+        return found
 
     def _count(self, level: int) -> None:
         with self._lock:
@@ -154,9 +180,20 @@ class DaemonOutput:
         with self._lock:
             return dict(self.lines)
 
-    def _emit(self, level: int, logger: str, message: str, *, created: Any, pid: Any, fields: dict[str, Any]) -> None:
+    def _emit(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        *,
+        created: Any,
+        pid: Any,
+        fields: dict[str, Any],
+        leveled: bool = False,
+    ) -> None:
+        """Re-emit one line; ``leveled``: the KCL levels already chose it, whatever our own level."""
         self._count(level)
-        if not self.log.isEnabledFor(level):
+        if not leveled and not self.log.isEnabledFor(level):
             return
         record = logging.makeLogRecord(
             {
@@ -196,7 +233,7 @@ class DaemonOutput:
             self.shutdown_failed.set()
         elif message.startswith(KCL_CHILD_EXITED):
             self.child_exited.set()
-        if level < self.kcl_level:
+        if level < self.threshold(logger):
             return
         fields: dict[str, Any] = {"source": "kcl", "java_thread": event.get("threadName")}
         mdc = event.get("mdc")
@@ -206,7 +243,7 @@ class DaemonOutput:
             fields["exc"] = describe_throwable(event["throwable"])
         stamp = event.get("timestamp")
         created = stamp / 1000.0 if isinstance(stamp, int | float) else None
-        self._emit(level, logger, message, created=created, pid=None, fields=fields)
+        self._emit(level, logger, message, created=created, pid=None, fields=fields, leveled=True)
 
     def stderr_line(self, line: str) -> None:
         """One line of the daemon's stderr: a shard child's JSON log line, or the JVM's own text."""
@@ -406,7 +443,10 @@ class Supervisor:
         self._run_dir = run_dir
         properties_file = kcl_properties.write_properties(run_dir / "kcl.properties", properties)
         logback_file = run_dir / "logback.xml"
-        logback_file.write_text(kcl_properties.logback_config(self.settings.kcl_log_level), encoding="utf-8")
+        logback_file.write_text(
+            kcl_properties.logback_config(self.settings.kcl_log_level, self.settings.kcl_logger_levels()),
+            encoding="utf-8",
+        )
         multiproc = self.environ.get(MULTIPROC_ENV) or str(run_dir / "prometheus")
         self.child_metrics = ChildMetrics(Path(multiproc))
         self.child_metrics.reset()
@@ -543,7 +583,11 @@ class Supervisor:
                 f"cannot start the KCL daemon with {ENV_PREFIX}JAVA={command[0]}: {exc}"
             ) from exc
         self.started_at = time.time()
-        self.output = DaemonOutput(self.process.pid, kcl_level=self.settings.kcl_log_level)
+        self.output = DaemonOutput(
+            self.process.pid,
+            kcl_level=self.settings.kcl_log_level,
+            logger_levels=self.settings.kcl_logger_levels(),
+        )
         assert self.process.stdout is not None and self.process.stderr is not None
         self._readers = [
             threading.Thread(target=self.output.pump, args=(stream, handler), name=name, daemon=True)

@@ -297,5 +297,27 @@ def test_logback_writes_json_lines_quiets_the_chatty_loggers_and_keeps_the_miles
     assert debug.find("./root").get("level") == "DEBUG"  # type: ignore[union-attr]
 
 
+def test_logback_takes_levels_of_single_loggers_over_its_defaults() -> None:
+    chatty = CHATTY_LOGGERS[0]
+    config = ET.fromstring(
+        logback_config("INFO", {"software.amazon.kinesis.retrieval.polling": "DEBUG", chatty: "INFO"})
+    )
+    levels = {e.get("name"): e.get("level") for e in config.findall("./logger")}
+    assert levels["software.amazon.kinesis.retrieval.polling"] == "DEBUG"
+    assert levels[chatty] == "INFO"
+    assert config.find("./root").get("level") == "INFO"  # type: ignore[union-attr]
+
+
+def test_logger_levels_are_read_normalized_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAM_WORKER_KCL_LOG_LEVELS", " software.amazon.kinesis.retrieval.polling=debug , a.B$c=WARN,")
+    settings = load_settings()
+    assert settings.kcl_logger_levels() == {"software.amazon.kinesis.retrieval.polling": "DEBUG", "a.B$c": "WARN"}
+    assert settings.kcl_log_levels == "software.amazon.kinesis.retrieval.polling=DEBUG,a.B$c=WARN"
+    for bad in ("software.amazon.kinesis=LOUD", "no-level", "bad name=DEBUG", "a..b=INFO"):
+        monkeypatch.setenv("STREAM_WORKER_KCL_LOG_LEVELS", bad)
+        with pytest.raises(FatalConfigurationError, match="STREAM_WORKER_KCL_LOG_LEVELS"):
+            load_settings()
+
+
 def test_the_main_class_is_the_multilang_daemon() -> None:
     assert kcl_properties.DAEMON_MAIN_CLASS == "software.amazon.kinesis.multilang.MultiLangDaemon"

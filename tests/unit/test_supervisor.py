@@ -104,6 +104,46 @@ def test_kcl_lines_below_the_kcl_level_are_noticed_but_not_emitted() -> None:
     assert output.shutdown_complete.is_set()
 
 
+def kcl_event(level: str, logger: str, message: str) -> str:
+    return json.dumps({"timestamp": 1796418600000, "level": level, "loggerName": logger, "mdc": {}, "message": message})
+
+
+def test_a_logger_level_of_its_own_lets_its_lines_through_whatever_the_kcl_and_our_levels() -> None:
+    logger = logging.getLogger("test.daemon.per-logger")
+    logger.setLevel(logging.INFO)  # our own level (LOG_LEVEL) does not hide what the KCL levels chose
+    logger.propagate = False
+    handler = Captured()
+    logger.addHandler(handler)
+    output = DaemonOutput(
+        daemon_pid=1,
+        logger=logger,
+        kcl_level="INFO",
+        logger_levels={
+            "software.amazon.kinesis.retrieval.polling": "DEBUG",
+            "software.amazon.kinesis.leases": "ERROR",
+        },
+    )
+    prefetch = "software.amazon.kinesis.retrieval.polling.PrefetchRecordsPublisher"
+    lines = [
+        kcl_event("DEBUG", prefetch, "s:shardId-000000000001 : Queue is full waiting for consumer for 250 ms"),
+        kcl_event("DEBUG", "software.amazon.kinesis.retrieval.pollingx.Other", "not a child of the logger"),
+        kcl_event("DEBUG", "software.amazon.kinesis.coordinator.Scheduler", "below the KCL level"),
+        kcl_event("WARN", "software.amazon.kinesis.leases.LeaseCleanupManager", "below its logger's level"),
+        kcl_event("ERROR", "software.amazon.kinesis.leases.LeaseCleanupManager", "at its logger's level"),
+        kcl_event("INFO", "software.amazon.kinesis.coordinator.Scheduler", "at the KCL level"),
+    ]
+    for line in lines:
+        output.kcl_line(line)
+    logger.removeHandler(handler)
+    assert [r.getMessage() for r in handler.records] == [
+        "s:shardId-000000000001 : Queue is full waiting for consumer for 250 ms",
+        "at its logger's level",
+        "at the KCL level",
+    ]
+    assert output.threshold(prefetch) == logging.DEBUG
+    assert output.threshold("software.amazon.kinesis") == logging.INFO
+
+
 def test_a_child_line_is_re_emitted_as_the_child_wrote_it(relay: tuple[DaemonOutput, Captured]) -> None:
     output, captured = relay
     output.stderr_line(CHILD_STDERR)
