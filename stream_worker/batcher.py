@@ -2,7 +2,9 @@
 
 A group becomes ready when it is full, when its session ended (a logout), or once it has lingered
 ``linger`` seconds since its first event — ``backlog_linger`` while the shard is behind, where
-latency is already lost and fewer, fuller calls drain the backlog sooner. When more than
+latency is already lost and fewer, fuller calls drain the backlog sooner. When the shard catches up,
+the groups the backlog left open are ready at once: their events have waited in the stream far longer
+than a linger, and holding them longer would only delay the end of the catch-up. When more than
 ``max_held`` events wait, the oldest groups are ready at once, so memory stays bounded.
 
 A ready group stays open for more events until the sender actually takes it: when Personalize is
@@ -13,6 +15,7 @@ these groups are the only legal batches. Thread-safe.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -103,10 +106,14 @@ class SessionBatcher:
                 self._cond.notify()
 
     def set_backlog(self, behind: bool) -> None:
-        """Use the backlog linger while the shard is behind, the normal one once caught up."""
+        """Use the backlog linger while the shard is behind, the normal one once caught up; at the
+        moment it catches up, every group open then (the backlog's last ones) is ready."""
         with self._cond:
             linger = self._backlog_linger if behind else self._normal_linger
             if linger != self._linger:
+                if linger < self._linger:
+                    for group in self._groups.values():
+                        group.opened = -math.inf
                 self._linger = linger
                 self._cond.notify_all()
 

@@ -142,6 +142,37 @@ def test_backlog_linger_holds_groups_longer_while_behind() -> None:
     assert ids(batcher.take(timeout=0)) == ["a"], "caught up: the normal linger applies again"
 
 
+def test_catching_up_makes_the_backlogs_groups_ready_at_once_and_later_groups_linger() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
+    batcher.set_backlog(True)
+    batcher.add(pending("a", "p1", "s1"))
+    clock.now += 0.5
+    batcher.add(pending("b", "p2", "s2"))  # the backlog's last batch: opened 0 s before catching up
+    batcher.set_backlog(True)  # still behind: nothing changes
+    assert batcher.take(timeout=0) is None
+    batcher.set_backlog(False)
+    batcher.add(pending("a2", "p1", "s1"))  # a ready group stays open until it is taken
+    batcher.add(pending("c", "p3", "s3"))  # opened after catching up: the normal linger
+    assert ids(batcher.take(timeout=0)) == ["a", "a2"]
+    assert ids(batcher.take(timeout=0)) == ["b"]
+    assert batcher.take(timeout=0) is None
+    assert batcher.next_due_in() == 1.0
+    clock.now += 1.0
+    assert ids(batcher.take(timeout=0)) == ["c"]
+
+
+def test_falling_behind_does_not_make_groups_ready() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
+    batcher.add(pending("a", "p1", "s1"))
+    batcher.set_backlog(True)
+    clock.now += 1.0
+    assert batcher.take(timeout=0) is None, "behind now: the group may wait the backlog linger"
+    clock.now += 19.0
+    assert ids(batcher.take(timeout=0)) == ["a"]
+
+
 def test_session_end_makes_its_group_ready() -> None:
     batcher = SessionBatcher(60.0, FakeClock())
     batcher.add(pending("a", "p1", "s1"))
