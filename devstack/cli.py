@@ -23,9 +23,10 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from clickstream.settings import settings_problems
 from devstack import envfile
 from devstack.log import configure_logging
-from devstack.settings import DevStackSettings
+from devstack.settings import ENV_PREFIX, DevStackSettings
 from devstack.stack import DevStack, DevStackError, describe
 
 log = logging.getLogger("devstack.cli")
@@ -229,21 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ValidationError as exc:
-        print(f"devstack: bad setting: {_explain(exc)}", file=sys.stderr)
+        print(f"devstack: bad setting: {settings_problems(exc, ENV_PREFIX)}", file=sys.stderr)
         return EXIT_CONFIG
     except DevStackError as exc:
         print(f"devstack {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
-
-def _explain(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        name = ".".join(str(p) for p in error["loc"]) or "settings"
-        parts.append(f"DEVSTACK_{name.upper()} ({name}): {error['msg']}")
-    return "; ".join(parts)
 
 
 if __name__ == "__main__":

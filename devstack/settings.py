@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from clickstream.settings import LayeredSettings
 
 ENV_PREFIX: Final = "DEVSTACK_"
 #: Environment variable naming an optional YAML settings file.
@@ -23,10 +19,11 @@ DEFAULT_KINESIS_LOCAL_DIR: Final = Path(__file__).resolve().parent / "node" / "n
 LOOPBACK_PRELOAD: Final = Path(__file__).resolve().parent / "node" / "loopback.cjs"
 
 
-class DevStackSettings(BaseSettings):
+class DevStackSettings(LayeredSettings):
     """Where the stack lives, what it listens on, and what it creates for the demo."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    settings_file_env: ClassVar[str] = SETTINGS_FILE_ENV
 
     state_dir: Path = Field(Path(".devstack"), description="pids, ports, logs, env.sh")
     host: str = Field("127.0.0.1", description="address every service binds and every URL names")
@@ -86,21 +83,6 @@ class DevStackSettings(BaseSettings):
         if self.datasets_bucket == self.dead_letter_bucket:
             raise ValueError("datasets_bucket and dead_letter_bucket must differ")
         return self
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        settings_file = os.environ.get(SETTINGS_FILE_ENV)
-        if settings_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=settings_file))
-        return tuple(sources)
 
     def emulator_command(self) -> list[str]:
         return list(self.personalize_command or [sys.executable, "-m", "devstack.personalize"])
