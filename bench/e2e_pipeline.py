@@ -96,6 +96,7 @@ from e2e_support import (
     histogram_buckets,
     metric_by_label,
     metric_value,
+    proc_table,
     quantile,
     rate_from_times,
     read_text,
@@ -881,17 +882,13 @@ class Warm:
 def shard_children(daemon_pid: int) -> list[int]:
     """The daemon's shard children (``... -m stream_worker.cli process``), from /proc."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid, (ppid, _) in proc_table().items():
+        if ppid != daemon_pid:
             continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if ppid == daemon_pid and b"stream_worker.cli" in argv and b"process" in argv:
-            found.append(int(entry.name))
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"stream_worker.cli" in argv and b"process" in argv:
+                found.append(pid)
     return sorted(found)
 
 

@@ -21,7 +21,7 @@ T = TypeVar("T")
 # ------------------------------------------------------------------------------------------ CPU
 
 
-def _proc_table() -> dict[int, tuple[int, float]]:
+def proc_table() -> dict[int, tuple[int, float]]:
     """pid -> (ppid, utime+stime seconds) for every process readable in /proc."""
     table: dict[int, tuple[int, float]] = {}
     for entry in os.scandir("/proc"):
@@ -83,7 +83,7 @@ class CpuAccount:
             self.sample()
 
     def sample(self) -> None:
-        table = _proc_table()
+        table = proc_table()
         children: dict[int, list[int]] = {}
         for pid, (ppid, _) in table.items():
             children.setdefault(ppid, []).append(pid)
