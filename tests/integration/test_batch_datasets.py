@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -28,11 +27,12 @@ from sqlalchemy import text
 
 from batch.cli import main as batch_main
 from batch.sinks import S3Sink, text_stream
+from devstack.moto_server import run_moto_server
 from devstack.personalize.control.importer import parse_csv
 from devstack.personalize.control.schemas import check_dataset_type, parse_schema
 from pam.db.engine import create_platform_engine
 from pam.db.seed import SeedPlan
-from tests.platform_db_fixture import SeededDatabase, free_port, seed
+from tests.platform_db_fixture import SeededDatabase, seed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -87,37 +87,9 @@ class MotoServer:
 
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """``python -m moto.server`` on a free port for this module."""
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = MotoServer(f"http://127.0.0.1:{port}")
-    client = server.client()
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"moto server exited: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail("moto server did not answer within 30 s")
-                time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    """moto server on a free port for this module."""
+    with run_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield MotoServer(url)
 
 
 @pytest.fixture
