@@ -72,7 +72,13 @@ def exported_metric_names() -> set[str]:
     """The sample names the worker exposes, as Prometheus sees them."""
     registry = CollectorRegistry()
     WorkerMetrics(registry)
-    names = set(SUPERVISOR_METRICS)
+    return set(SUPERVISOR_METRICS) | sample_names(registry)
+
+
+def sample_names(registry: CollectorRegistry) -> set[str]:
+    """The sample names of ``registry``'s metrics as Prometheus sees them (counters with ``_total``,
+    histograms as their three series)."""
+    names: set[str] = set()
     for family in registry.collect():
         if family.type == "counter":
             names.add(f"{family.name}_total")
@@ -487,15 +493,7 @@ def pam_metric_names() -> set[str]:
 
     registry = CollectorRegistry()
     LobbyMetrics(registry)
-    names = set()
-    for family in registry.collect():
-        if family.type == "counter":
-            names.add(f"{family.name}_total")
-        elif family.type == "histogram":
-            names.update(f"{family.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
-        else:
-            names.add(family.name)
-    return names
+    return sample_names(registry)
 
 
 def rules_of(path: Path) -> list[dict[str, Any]]:
