@@ -7,6 +7,15 @@ the groups the backlog left open are ready at once: their events have waited in 
 than a linger, and holding them longer would only delay the end of the catch-up. When more than
 ``max_held`` events wait, the oldest groups are ready at once, so memory stays bounded.
 
+Outside a backlog the linger is also measured on the stream's clock: the processor tells the batcher
+how far the shard has been read (its *horizon*: the read's time less millisBehindLatest), and a group
+whose first event arrived in the stream ``linger`` or more before the horizon is ready at once. Every
+event that could still join it within its linger has been read already, so waiting longer would add
+delay and no event. This matters when records come late, in one large read after a stall or a burst:
+their groups go out as soon as the read is processed, not a whole linger after it. In a backlog this
+rule is off (the backlog linger is about fewer, fuller calls, in wall-clock time), and events without
+an arrival time follow the wall clock only.
+
 A ready group stays open for more events until the sender actually takes it: when Personalize is
 slow or rate-limited, groups keep filling while they wait, so calls carry more
 events exactly when calls are scarce. PutEvents takes one userId and one sessionId per call, so
@@ -56,10 +65,12 @@ Batch = list[PendingEvent]
 
 
 class _Group:
-    __slots__ = ("events", "opened")
+    __slots__ = ("arrived", "events", "opened")
 
-    def __init__(self, opened: float) -> None:
+    def __init__(self, opened: float, arrived: float | None) -> None:
         self.opened = opened
+        #: When the group's first event arrived in the stream (epoch seconds), if known.
+        self.arrived = arrived
         self.events: Batch = []
 
 
@@ -87,6 +98,8 @@ class SessionBatcher:
         self._full: deque[Batch] = deque()
         self._held = 0
         self._flush_all = False
+        self._behind = False
+        self._horizon = -math.inf
         self._cond = threading.Condition()
 
     def add(self, item: PendingEvent) -> None:
@@ -95,7 +108,7 @@ class SessionBatcher:
         with self._cond:
             group = self._groups.get(key)
             if group is None:
-                group = self._groups[key] = _Group(self._clock())
+                group = self._groups[key] = _Group(self._clock(), item.record.arrival_time)
                 if len(self._groups) == 1 or (self._max_held is not None and self._held >= self._max_held):
                     self._cond.notify()
             group.events.append(item)
@@ -109,12 +122,21 @@ class SessionBatcher:
         """Use the backlog linger while the shard is behind, the normal one once caught up; at the
         moment it catches up, every group open then (the backlog's last ones) is ready."""
         with self._cond:
+            self._behind = behind
             linger = self._backlog_linger if behind else self._normal_linger
             if linger != self._linger:
                 if linger < self._linger:
                     for group in self._groups.values():
                         group.opened = -math.inf
                 self._linger = linger
+                self._cond.notify_all()
+
+    def advance_horizon(self, horizon: float) -> None:
+        """The shard has been read up to ``horizon`` (epoch seconds on the stream's arrival clock):
+        every record that arrived by then has been added. It only moves forward."""
+        with self._cond:
+            if horizon > self._horizon:
+                self._horizon = horizon
                 self._cond.notify_all()
 
     def end_session(self, key: tuple[str | None, str]) -> None:
@@ -127,6 +149,8 @@ class SessionBatcher:
 
     def _first_ready(self, first: _Group) -> bool:
         if self._flush_all or first.opened + self._linger <= self._clock():
+            return True
+        if not self._behind and first.arrived is not None and first.arrived + self._linger <= self._horizon:
             return True
         return self._max_held is not None and self._held > self._max_held
 

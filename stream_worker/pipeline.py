@@ -169,6 +169,10 @@ class ShardPipeline:
         """Whether the shard is behind the tip of the stream (batching matters more than latency)."""
         self._batcher.set_backlog(behind)
 
+    def advance_horizon(self, horizon: float) -> None:
+        """Every record that arrived in the stream by ``horizon`` (epoch seconds) has been accepted."""
+        self._batcher.advance_horizon(horizon)
+
     def _dead_letter(
         self,
         context: RecordContext,

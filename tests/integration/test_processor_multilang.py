@@ -11,6 +11,7 @@ child ends).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -570,3 +571,37 @@ def test_metrics_in_the_multiprocess_directory_match_what_happened(
     assert by_label(metrics, "stream_worker_checkpoints_total", "outcome") == {"ok": ok_checkpoints}
     calls = by_label(metrics, "stream_worker_put_events_calls_total", "outcome")
     assert calls == {"ok": emulator.stats()["calls"]["PutEvents"]["ok"]}
+
+
+def test_records_read_late_go_out_without_a_second_linger_and_fresh_ones_linger(
+    tmp_path: Path, emulator: EmulatorProcess, capture_records: list[SourcedRecord]
+) -> None:
+    """millisBehindLatest 0 with records that arrived two minutes ago (a stall, then one large read): every
+    event that could join their groups has been read, so they go out at once although the linger is 30 s.
+    The same records arriving now must wait for their linger (only full groups and logouts go out)."""
+    records = capture_records[:60]
+    expectation = expect(records)
+    delivered = Counter(expectation.delivered_ids)
+    assert delivered, "the records must hold deliverable events"
+    settings = {"linger_seconds": 30.0}
+
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "late").mkdir()
+    fresh = [dataclasses.replace(r, arrival_time=time.time()) for r in records]
+    with shard_child(tmp_path / "fresh", emulator, settings=settings) as child:
+        child.driver.process_records([r.to_driver() for r in fresh], millis_behind_latest=0)
+        child.driver.process_records([], millis_behind_latest=0)  # a later, empty read: the horizon moves
+        time.sleep(1.0)  # an absence can only be observed over a window
+        early = sum(accepted_ids(emulator).values())
+        # Only full groups and ended sessions (logouts) may go out (10 of 89 events here).
+        assert early <= sum(delivered.values()) // 2, f"{early} fresh events went out before their linger"
+
+    emulator.reset()
+    emulator.create_tracker(TRACKER, quota_per_second=None)
+    late = [dataclasses.replace(r, arrival_time=time.time() - 120.0) for r in records]
+    with shard_child(tmp_path / "late", emulator, settings=settings) as child:
+        started = time.monotonic()
+        child.driver.process_records([r.to_driver() for r in late], millis_behind_latest=0)
+        wait_for(lambda: accepted_ids(emulator) == delivered or None, timeout=15.0, what="the late events")
+        took = time.monotonic() - started
+    assert took < 15.0, f"the late events waited {took:.1f} s: the linger was not cut short"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 
 from hypothesis import given, settings
@@ -20,9 +22,9 @@ class FakeClock:
         return self.now
 
 
-def pending(event_id: str, user: str | None, session: str) -> PendingEvent:
+def pending(event_id: str, user: str | None, session: str, arrived: float | None = None) -> PendingEvent:
     handle = RecordHandle(SequencePosition(1))
-    context = RecordContext(handle, "shard-0", "1", 0, "pk", None)
+    context = RecordContext(handle, "shard-0", "1", 0, "pk", arrived)
     event = PersonalizeEvent(event_id, "click", session, 1.7e9, user_id=user, item_id="g-1")
     return PendingEvent(event, context, 0, b"{}")
 
@@ -191,3 +193,66 @@ def test_too_many_held_events_make_the_oldest_groups_ready() -> None:
     batcher.add(pending("3", "p", "s4"))
     assert ids(batcher.take(timeout=0)) == ["0"]
     assert batcher.take(timeout=0) is None
+
+
+# Arrival times on the stream's clock (epoch seconds), far from FakeClock's monotonic values on purpose.
+ARRIVED = 1.8e9
+
+
+def test_a_group_whose_linger_has_passed_on_the_streams_clock_is_ready_at_once() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock)
+    batcher.add(pending("old", "p1", "s1", arrived=ARRIVED))
+    batcher.add(pending("recent", "p2", "s2", arrived=ARRIVED + 9.5))
+    assert batcher.take(timeout=0) is None, "no horizon yet: the wall-clock linger applies"
+    batcher.advance_horizon(ARRIVED + 10.0)  # read up to 10 s after the first event arrived
+    assert ids(batcher.take(timeout=0)) == ["old"], "nothing left to read could still join it"
+    assert batcher.take(timeout=0) is None, "arrived 0.5 s before the horizon: it may still grow"
+    batcher.advance_horizon(ARRIVED + 10.2)
+    assert batcher.take(timeout=0) is None
+    batcher.advance_horizon(ARRIVED + 10.5)
+    assert ids(batcher.take(timeout=0)) == ["recent"]
+
+
+def test_the_horizon_only_moves_forward_and_the_wall_clock_linger_still_bounds_the_wait() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock)
+    batcher.advance_horizon(ARRIVED + 5.0)
+    batcher.advance_horizon(ARRIVED)  # an older read reported late: ignored
+    batcher.add(pending("a", "p1", "s1", arrived=ARRIVED + 4.5))
+    assert batcher.take(timeout=0) is None
+    clock.now += 1.0  # the reads stall, the horizon does not move: the linger ends on the wall clock
+    assert ids(batcher.take(timeout=0)) == ["a"]
+
+
+def test_a_backlog_ignores_the_horizon() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
+    batcher.set_backlog(True)
+    batcher.add(pending("a", "p1", "s1", arrived=ARRIVED))
+    batcher.advance_horizon(ARRIVED + 60.0)
+    assert batcher.take(timeout=0) is None, "behind: groups wait the backlog linger for fuller calls"
+    batcher.set_backlog(False)
+    assert ids(batcher.take(timeout=0)) == ["a"]
+
+
+def test_events_without_an_arrival_time_follow_the_wall_clock_only() -> None:
+    clock = FakeClock()
+    batcher = SessionBatcher(1.0, clock)
+    batcher.add(pending("a", "p1", "s1"))
+    batcher.advance_horizon(ARRIVED + 1e6)
+    assert batcher.take(timeout=0) is None
+    clock.now += 1.0
+    assert ids(batcher.take(timeout=0)) == ["a"]
+
+
+def test_a_waiting_taker_wakes_when_the_horizon_moves() -> None:
+    batcher = SessionBatcher(30.0, time.monotonic)
+    batcher.add(pending("a", "p1", "s1", arrived=ARRIVED))
+    taken: list[list[str]] = []
+    taker = threading.Thread(target=lambda: taken.append(ids(batcher.take(timeout=20.0))))
+    taker.start()
+    batcher.advance_horizon(ARRIVED + 31.0)
+    taker.join(timeout=10.0)
+    assert not taker.is_alive(), "the taker must wake on the horizon, not wait out the 30 s linger"
+    assert taken == [["a"]]
