@@ -76,7 +76,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ from e2e_support import (
     fmt,
     fraction_at_most,
     histogram_buckets,
+    iterator_start,
     metric_by_label,
     metric_value,
     proc_table,
@@ -120,6 +121,9 @@ CONFIGS = {"default": DEFAULT_CONFIG, "short": SHORT_SESSIONS}
 FIXED_START = 1_736_164_800.0
 PUT_BATCH = 500
 GET_LIMIT = 10_000
+#: (d): records a worker drains before the measured backlog, so that KCL's JVM has compiled its hot
+#: paths (a worker in production has processed records before it falls behind).
+WARM_UP_RECORDS = 20_000
 SHUTDOWN_GRACE_MILLIS = 20_000
 DELAY_METRIC = "stream_worker_delivery_delay_seconds"
 #: Worker environment of every run (on top of the stack's); --worker-env overrides.
@@ -293,6 +297,8 @@ class PutResult:
     entry_retries: int
     per_shard: Counter[str]
     latencies: list[float]
+    #: The highest sequence number put into each shard.
+    last_sequence: dict[str, str] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -314,6 +320,7 @@ def threaded_put(
         work.put(list(records[start : start + PUT_BATCH]))
     lock = threading.Lock()
     per_shard: Counter[str] = Counter()
+    last_sequence: dict[str, str] = {}
     totals = {"records": 0, "bytes": 0, "calls": 0, "retries": 0}
     latencies: list[float] = []
     errors: list[BaseException] = []
@@ -349,6 +356,9 @@ def threaded_put(
                             totals["records"] += 1
                             totals["bytes"] += len(record.data)
                             per_shard[entry["ShardId"]] += 1
+                            known = last_sequence.get(entry["ShardId"])
+                            if known is None or int(entry["SequenceNumber"]) > int(known):
+                                last_sequence[entry["ShardId"]] = entry["SequenceNumber"]
                     totals["retries"] += len(retry)
                 if retry:
                     time.sleep(0.05)
@@ -358,7 +368,14 @@ def threaded_put(
     if errors:
         raise RuntimeError(f"PutRecords failed: {errors[0]}")
     return PutResult(
-        totals["records"], elapsed, totals["bytes"], totals["calls"], totals["retries"], per_shard, latencies
+        totals["records"],
+        elapsed,
+        totals["bytes"],
+        totals["calls"],
+        totals["retries"],
+        per_shard,
+        latencies,
+        last_sequence,
     )
 
 
@@ -385,9 +402,11 @@ def plain_read(
     keep: bool = False,
     timeout: float = 300,
     limit: int = GET_LIMIT,
+    after: Mapping[str, str] | None = None,
 ) -> ReadResult:
-    """One thread per shard: GetShardIterator TRIM_HORIZON + GetRecords(Limit=10000) until each shard
-    has given what was put into it. ``keep``: also return every record (shard, sequence, arrival, data)."""
+    """One thread per shard: GetShardIterator TRIM_HORIZON (or AFTER_SEQUENCE_NUMBER ``after[shard]``)
+    + GetRecords(Limit=10000) until each shard has given what was put into it. ``keep``: also return
+    every record (shard, sequence, arrival, data)."""
     shards = sorted(expected)
     clients = {s: endpoints.client("kinesis", endpoint, retries={"max_attempts": 1}) for s in shards}
     for client in clients.values():
@@ -404,7 +423,7 @@ def plain_read(
         barrier.wait()
         began = time.monotonic()
         try:
-            iterator = client.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            iterator = client.get_shard_iterator(StreamName=stream, ShardId=shard, **iterator_start(after, shard))[
                 "ShardIterator"
             ]
             got = 0
@@ -864,6 +883,8 @@ class Warm:
     reads_while_stopped: int
     read_ahead: int
     stopped_reading_after: float
+    warm_up: PutResult | None = None
+    warm_up_seconds: float = math.nan
     worker_exit: int | None = None
 
     @property
@@ -941,22 +962,28 @@ def run_warm(
     timeline: CpuTimeline,
     workdir: Path,
     records: list[CaptureRecord],
+    warm_up_records: list[CaptureRecord],
     args: argparse.Namespace,
     worker_env: dict[str, str],
     workers: list[Worker],
 ) -> Warm:
     """A running worker's catch-up rate. The worker starts on a fresh, empty stream and is waited for
-    until every shard's child polls; its children are then stopped (SIGSTOP: KCL keeps its leases and
-    renews them, its prefetch queue fills with a few empty or small reads and blocks); the backlog is
-    put; both plain readers read it; the children continue (SIGCONT) and the worker drains it. Records/s
-    from SIGCONT to the last acknowledged event, against the plain readers' records/s on the same
-    records of the same stream in the same run. This is the figure of a worker that falls behind (a
-    slow or stalled downstream, a burst) and catches up: no lease is taken and no child starts."""
+    until every shard's child polls; it first drains ``warm_up_records`` (so that its JVM and children
+    have processed records before, as a worker in production has). Its children are then stopped
+    (SIGSTOP: KCL keeps its leases and renews them, its prefetch queue fills with a few empty reads and
+    blocks); the backlog is put; both plain readers read it; the children continue (SIGCONT) and the
+    worker drains it. Records/s from SIGCONT to the last acknowledged event, against the plain readers'
+    records/s on the same records of the same stream in the same run. This is the figure of a worker
+    that falls behind (a slow or stalled downstream, a burst) and catches up: no lease is taken and no
+    child starts."""
     admin = endpoints.client("kinesis", endpoints.kinesis_direct)
     stream = create_stream(admin, args.shards, "e2e-warm")
     tracking_id = unique("e2e-warm")
     emulator.create_tracker(tracking_id, quota_per_second=args.quota)
-    raw_events, expected = deliverable_count(records)
+    _, warm_up_expected = deliverable_count(warm_up_records)
+    raw_events, _ = deliverable_count(records)
+    # The children's normalizers see the warm-up first.
+    expected = deliverable_count([*warm_up_records, *records])[1] - warm_up_expected
     # KCL's prefetcher logs at DEBUG when its queue is full: the sign that it has stopped reading.
     env = {**worker_env, "STREAM_WORKER_KCL_LOG_LEVELS": f"{PREFETCHER}=DEBUG"}
     worker = Worker(endpoints, workdir, stream, tracking_id, env)
@@ -968,6 +995,25 @@ def run_warm(
     try:
         if wait_for_shards(worker, args.shards, args.lease_timeout) is None:
             raise RuntimeError("(d) the worker's children did not all poll in time")
+        warm_up: PutResult | None = None
+        warm_up_seconds = math.nan
+        if warm_up_records:
+            say(f"(d) warming the worker up: {len(warm_up_records):,} records through it first")
+            began = time.monotonic()
+            warm_up = threaded_put(endpoints, endpoints.kinesis_direct, stream, warm_up_records, args.producer_threads)
+            drained = watch(
+                worker,
+                emulator,
+                tracking_id,
+                expected_events=warm_up_expected,
+                expected_records=warm_up.records,
+                timeout=args.capacity_timeout,
+            )
+            if not drained or drained[-1].accepted < warm_up_expected or drained[-1].records < warm_up.records:
+                raise RuntimeError("(d) the worker did not drain the warm-up records in time")
+            warm_up_seconds = time.monotonic() - began
+            say(f"(d) warm-up drained in {warm_up_seconds:.1f} s (put included)")
+        base_records = warm_up.records if warm_up is not None else 0
         daemon = worker.learn_daemon_pid()
         if daemon is None:
             raise RuntimeError("(d) no daemon pid from /healthz")
@@ -991,7 +1037,8 @@ def run_warm(
         put_cpu = timeline.cpu.snapshot().cores_since(put_began)
         # The readers make the calls KCL makes: GetRecords with the worker's maxRecords as the limit.
         limit = int(worker_env.get("STREAM_WORKER_MAX_RECORDS", GET_LIMIT))
-        read = plain_read(endpoints, endpoints.kinesis_direct, stream, put.per_shard, limit=limit)
+        after = warm_up.last_sequence if warm_up is not None else None
+        read = plain_read(endpoints, endpoints.kinesis_direct, stream, put.per_shard, limit=limit, after=after)
         read_h2 = plain_read_h2(
             endpoints.kinesis_direct,
             endpoints.region,
@@ -1000,6 +1047,7 @@ def run_warm(
             stream,
             put.per_shard,
             limit=limit,
+            after=after,
         )
         say(
             f"(d) put {put.rate:,.0f} records/s; plain read {read.rate:,.0f} records/s, "
@@ -1013,19 +1061,27 @@ def run_warm(
             worker,
             emulator,
             tracking_id,
-            expected_events=expected,
-            expected_records=put.records,
+            expected_events=warm_up_expected + expected,
+            expected_records=base_records + put.records,
             timeout=args.capacity_timeout,
             interval=0.1,
         )
     finally:
         signal_all(children, signal.SIGCONT)  # never leave a stopped child behind
-    events = emulator.events(tracking_id, fields=["eventId", "receivedAt"])
+    # The warm-up's events were all acknowledged before the stop.
+    acked = emulator.events(tracking_id, fields=["eventId", "receivedAt"])
+    events = [e for e in acked if float(e["receivedAt"]) >= stopped_at]
     times = sorted(float(e["receivedAt"]) for e in events)
     early = prefetch_reads(worker, stopped_at, resumed)
-    read_ahead = sum(1 for shard_reads in early.values() for _, seq in shard_reads if seq != "TRIM_HORIZON")
+    held = warm_up.last_sequence if warm_up is not None else {}
+    read_ahead = sum(
+        1
+        for shard, shard_reads in early.items()
+        for _, seq in shard_reads
+        if seq != "TRIM_HORIZON" and (shard not in held or int(seq) > int(held[shard]))
+    )
     marks = {"resumed": resumed}
-    all_records = next((x.at for x in samples if x.records >= put.records), None)
+    all_records = next((x.at for x in samples if x.records >= base_records + put.records), None)
     if all_records is not None:
         marks["all_records_seen"] = all_records
     if times:
@@ -1038,7 +1094,7 @@ def run_warm(
         read=read,
         read_h2=read_h2,
         children=args.shards,
-        handed_before=before.records if before is not None else math.nan,
+        handed_before=before.records - base_records if before is not None else math.nan,
         expected_events=expected,
         accepted_events=len({e["eventId"] for e in events}),
         marks=marks,
@@ -1049,6 +1105,8 @@ def run_warm(
         reads_while_stopped=sum(len(r) for r in early.values()),
         read_ahead=read_ahead,
         stopped_reading_after=full,
+        warm_up=warm_up,
+        warm_up_seconds=warm_up_seconds,
     )
     say(f"(d) done: {warm.accepted_events:,} of {expected:,} events ({raw_events:,} raw); stopping that worker")
     warm.worker_exit = worker.stop()
@@ -1253,15 +1311,22 @@ def report_warm(w: Warm) -> None:
     def at(key: str) -> str:
         return f"+{m[key] - m['resumed']:.1f} s" if key in m else "-"
 
+    if w.warm_up is not None:
+        print(
+            f"(d) warm-up: the worker first drained {w.warm_up.records:,} other records "
+            f"({w.warm_up_seconds:.1f} s, the put included)"
+        )
+    else:
+        print("(d) no warm-up: the worker had read only the empty stream before (--warm-up-records 0)")
     print(
         f"(d) warm drain: {w.put.records:,} records put while the {w.children} children were stopped "
         f"({fmt(w.put.rate)} records/s); {w.accepted_events:,} of {w.expected_events:,} events accepted; the "
-        f"children had been handed {w.handed_before:,.0f} records before"
+        f"children had been handed {w.handed_before:,.0f} of them before"
     )
     print(
-        f"    KCL's prefetchers read {w.reads_while_stopped} times after the stop, all empty reads of the empty "
-        f"stream before the backlog was put ({w.stopped_reading_after:.1f} s), then waited; reads holding a "
-        f"record before SIGCONT: {w.read_ahead} (must be 0)"
+        f"    KCL's prefetchers read {w.reads_while_stopped} times after the stop, all empty reads before the "
+        f"backlog was put ({w.stopped_reading_after:.1f} s), then waited; reads holding a record of the "
+        f"backlog before SIGCONT: {w.read_ahead} (must be 0)"
     )
     print(
         f"    SIGCONT 0 s; all records in the children {at('all_records_seen')}; first ack {at('first_ack')}; "
@@ -1609,6 +1674,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-warm", action="store_true", help="skip (d)")
     parser.add_argument("--only-warm", action="store_true", help="only (d), the warm drain")
     parser.add_argument(
+        "--warm-up-records",
+        type=int,
+        default=WARM_UP_RECORDS,
+        help=f"(d): records the worker drains before its children are stopped (default {WARM_UP_RECORDS:,}; 0: none)",
+    )
+    parser.add_argument(
         "--only-paced", action="store_true", help="skip (a) and (b): (c) at --paced-rate or --paced-max-rate"
     )
     parser.add_argument(
@@ -1701,10 +1772,11 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         source = CaptureSource(args)
         records = source.take(args.records)
+        warm_up_records = [] if args.skip_warm else source.take(args.records + args.warm_up_records)[args.records :]
         setup["capture_seconds"] = time.monotonic() - began
 
         if args.only_warm:
-            warm = run_warm(endpoints, emulator, timeline, workdir, records, args, worker_env, workers)
+            warm = run_warm(endpoints, emulator, timeline, workdir, records, warm_up_records, args, worker_env, workers)
         elif not args.only_paced:
             if not args.skip_edge:
                 figures, _ = kinesis_throughput(endpoints, cpu, "edge", endpoints.edge, records, args)
@@ -1721,7 +1793,9 @@ def main(argv: list[str] | None = None) -> int:
             capacity.worker_exit = workers[-1].stop()
             delete_stream(endpoints.client("kinesis"), backlog)
             if not args.skip_warm:
-                warm = run_warm(endpoints, emulator, timeline, workdir, records, args, worker_env, workers)
+                warm = run_warm(
+                    endpoints, emulator, timeline, workdir, records, warm_up_records, args, worker_env, workers
+                )
 
         if not args.skip_paced and not args.only_warm:
             wanted = args.paced_fraction * capacity.records_from_lease if capacity is not None else math.nan

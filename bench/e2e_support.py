@@ -299,3 +299,10 @@ def run_started_together(run: Callable[[T], None], items: Sequence[T], barrier: 
     for thread in threads:
         thread.join()
     return time.monotonic() - started
+
+
+def iterator_start(after: Mapping[str, str] | None, shard: str) -> dict[str, str]:
+    """GetShardIterator's start arguments: after ``after[shard]`` when given, else TRIM_HORIZON."""
+    if after is not None and shard in after:
+        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after[shard]}
+    return {"ShardIteratorType": "TRIM_HORIZON"}

@@ -22,13 +22,14 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from e2e_support import run_started_together
+from e2e_support import iterator_start, run_started_together
 
 TARGET_PREFIX = "Kinesis_20131202."
 
@@ -91,6 +92,7 @@ def plain_read_h2(
     *,
     limit: int = 10_000,
     timeout: float = 300,
+    after: Mapping[str, str] | None = None,
 ) -> H2ReadResult:
     """One thread per shard, as ``plain_read`` but over HTTP/2; raises if a shard fails or times out."""
     shards = sorted(expected)
@@ -106,7 +108,7 @@ def plain_read_h2(
         began = time.monotonic()
         try:
             iterator = client.call(
-                "GetShardIterator", {"StreamName": stream, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}
+                "GetShardIterator", {"StreamName": stream, "ShardId": shard, **iterator_start(after, shard)}
             )["ShardIterator"]
             got = 0
             while got < expected[shard]:
