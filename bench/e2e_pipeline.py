@@ -30,7 +30,9 @@ One run, every stream with ``--shards`` (4) shards, everything on this machine:
     shard, as the worker does). Also: produce()'s PutRecords latency and kinesis-mock's
     responsiveness (a DescribeLimits every 0.25 s) during the phase.
 (d) capacity of a running worker (the throughput target): a new worker on a fresh, empty stream,
-    waited for until every shard's child polls; its children are stopped (SIGSTOP), and once KCL's
+    waited for until every shard's child polls; it first drains ``--warm-up-records`` other records
+    (default 20,000), so that its JVM has compiled its hot paths and its children have delivered
+    before, as a worker in production has; its children are then stopped (SIGSTOP), and once KCL's
     prefetchers have filled its queues with empty reads and stopped reading (their DEBUG lines, turned
     on for that one logger), ``--records`` records are put; both plain readers read them (GetRecords
     with the worker's maxRecords as the limit); then the children continue (SIGCONT) and the worker
@@ -47,8 +49,8 @@ CPU is accounted per process group from /proc (``others``: processes that are no
 Prints tables and "target met: yes/no" per target; exits 0 whatever it measured; stops every process
 it started (supervisors with SIGTERM, then the local stack), also on Ctrl-C or SIGTERM.
 
-    .venv/bin/python bench/e2e_pipeline.py                       # ~6 minutes on 2 cores
-    .venv/bin/python bench/e2e_pipeline.py --only-warm           # (d) alone, ~2 minutes
+    .venv/bin/python bench/e2e_pipeline.py                       # ~10 minutes on 2 cores
+    .venv/bin/python bench/e2e_pipeline.py --only-warm           # (d) alone, ~4.5 minutes
     .venv/bin/python bench/e2e_pipeline.py --only-paced --paced-rate 500
     .venv/bin/python bench/e2e_pipeline.py --records 60000 --skip-edge --skip-paced   # ~4.5 minutes
 """
@@ -104,6 +106,7 @@ from e2e_support import (
     run_started_together,
 )
 from kinesis_h2_reader import H2ReadResult, plain_read_h2
+from kinesis_sdk_reader import SdkReadResult, plain_read_sdk
 
 from clickstream.capture import CaptureRecord, write_capture
 from clickstream.generator import DEFAULT_CONFIG, SHORT_SESSIONS, generate_catalog, generate_events, pack_records
@@ -871,6 +874,7 @@ class Warm:
     put: PutResult
     read: ReadResult
     read_h2: H2ReadResult | None
+    read_sdk: SdkReadResult | None
     children: int
     handed_before: float
     expected_events: int
@@ -931,6 +935,18 @@ def prefetch_reads(worker: Worker, since: float, until: float | None = None) -> 
             if found and ts >= since and (until is None or ts < until):
                 reads.setdefault(found.group(1), []).append((ts, found.group(2)))
     return reads
+
+
+def last_record_read(reads: Mapping[str, list[tuple[float, str]]], last: Mapping[str, str]) -> float | None:
+    """When KCL's prefetchers had read every shard's last record (the latest of each shard's first
+    read holding it), from their DEBUG lines; None if a shard's last record was never read."""
+    done = []
+    for shard, sequence in last.items():
+        held = [t for t, seq in reads.get(shard, []) if seq != "TRIM_HORIZON" and int(seq) >= int(sequence)]
+        if not held:
+            return None
+        done.append(min(held))
+    return max(done) if done else None
 
 
 def wait_until_kcl_stops_reading(
@@ -1049,9 +1065,25 @@ def run_warm(
             limit=limit,
             after=after,
         )
+        read_sdk: SdkReadResult | None = None
+        if not args.skip_sdk_reader:
+            try:
+                read_sdk = plain_read_sdk(
+                    endpoints.kinesis_direct,
+                    endpoints.region,
+                    endpoints.env["AWS_ACCESS_KEY_ID"],
+                    endpoints.env["AWS_SECRET_ACCESS_KEY"],
+                    stream,
+                    put.per_shard,
+                    limit=limit,
+                    after=after,
+                )
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                say(f"(d) the reader on KCL's SDK client failed, left out: {exc}")
+        sdk_rate = f"{read_sdk.rate:,.0f}" if read_sdk is not None else "-"
         say(
             f"(d) put {put.rate:,.0f} records/s; plain read {read.rate:,.0f} records/s, "
-            f"over HTTP/2 {read_h2.rate:,.0f} records/s; children continue"
+            f"over HTTP/2 {read_h2.rate:,.0f} records/s, with KCL's SDK client {sdk_rate} records/s; children continue"
         )
         before = sample(worker, emulator, tracking_id)
         resumed = time.time()
@@ -1086,6 +1118,9 @@ def run_warm(
         marks["all_records_seen"] = all_records
     if times:
         marks["first_ack"], marks["last_ack"] = times[0], times[-1]
+    kcl_read_all = last_record_read(prefetch_reads(worker, resumed), put.last_sequence)
+    if kcl_read_all is not None:
+        marks["kcl_read_all"] = kcl_read_all
     window_end = marks.get("last_ack", time.time())
     cpu = timeline.between(resumed, window_end)
     say("(d) " + ", ".join(f"{k} +{v - resumed:.1f} s" for k, v in sorted(marks.items(), key=lambda kv: kv[1])))
@@ -1093,6 +1128,7 @@ def run_warm(
         put=put,
         read=read,
         read_h2=read_h2,
+        read_sdk=read_sdk,
         children=args.shards,
         handed_before=before.records - base_records if before is not None else math.nan,
         expected_events=expected,
@@ -1335,6 +1371,14 @@ def report_warm(w: Warm) -> None:
     table = Table(["(d) same records, same stream", "seconds", "records/s"])
     table.add("plain reader (HTTP/1.1)", fmt(w.read.seconds, 2), fmt(w.read.rate))
     table.add("plain reader over HTTP/2 (as KCL; curl)", fmt(w.h2_seconds, 2), fmt(w.h2_rate))
+    sdk = w.read_sdk
+    table.add(
+        "plain reader on KCL's SDK client (Java, Netty, HTTP/2)",
+        fmt(sdk.seconds if sdk else math.nan, 2),
+        fmt(sdk.rate if sdk else math.nan),
+    )
+    kcl = m.get("kcl_read_all", math.nan) - m["resumed"]
+    table.add("KCL's own reads, SIGCONT -> last record read", fmt(kcl, 2), fmt(w.rate(end="kcl_read_all")))
     span = m.get("last_ack", math.nan) - m["resumed"]
     table.add("warm pipeline, SIGCONT -> last ack", fmt(span, 2), fmt(w.rate()))
     handed = m.get("all_records_seen", math.nan) - m["resumed"]
@@ -1628,6 +1672,16 @@ def report(
         print(
             f"    against the plain reader over HTTP/2, KCL's protocol ({fmt(warm.h2_rate)} records/s): {pct(h2_ratio)}"
         )
+        if warm.read_sdk is not None:
+            print(
+                f"    against the plain reader on KCL's own SDK client ({fmt(warm.read_sdk.rate)} records/s): "
+                f"{pct(warm.rate() / warm.read_sdk.rate)}"
+            )
+        kcl_rate = warm.rate(end="kcl_read_all")
+        print(
+            f"    against KCL's own reads of the backlog in the same drain ({fmt(kcl_rate)} records/s): "
+            f"{pct(warm.rate() / kcl_rate if kcl_rate else math.nan)} (what the worker adds after KCL's reads)"
+        )
     if capacity is not None:
         conservative = capacity.records_from_lease / reader_rate if reader_rate else math.nan
         children_up = capacity.records_from_children / reader_rate if reader_rate else math.nan
@@ -1673,6 +1727,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-paced", action="store_true", help="skip (c)")
     parser.add_argument("--skip-warm", action="store_true", help="skip (d)")
     parser.add_argument("--only-warm", action="store_true", help="only (d), the warm drain")
+    parser.add_argument(
+        "--skip-sdk-reader", action="store_true", help="(d): leave out the reader on KCL's SDK client (Java)"
+    )
     parser.add_argument(
         "--warm-up-records",
         type=int,
