@@ -1055,29 +1055,19 @@ def run_warm(
         limit = int(worker_env.get("STREAM_WORKER_MAX_RECORDS", GET_LIMIT))
         after = warm_up.last_sequence if warm_up is not None else None
         read = plain_read(endpoints, endpoints.kinesis_direct, stream, put.per_shard, limit=limit, after=after)
-        read_h2 = plain_read_h2(
+        target = (
             endpoints.kinesis_direct,
             endpoints.region,
             endpoints.env["AWS_ACCESS_KEY_ID"],
             endpoints.env["AWS_SECRET_ACCESS_KEY"],
             stream,
             put.per_shard,
-            limit=limit,
-            after=after,
         )
+        read_h2 = plain_read_h2(*target, limit=limit, after=after)
         read_sdk: SdkReadResult | None = None
         if not args.skip_sdk_reader:
             try:
-                read_sdk = plain_read_sdk(
-                    endpoints.kinesis_direct,
-                    endpoints.region,
-                    endpoints.env["AWS_ACCESS_KEY_ID"],
-                    endpoints.env["AWS_SECRET_ACCESS_KEY"],
-                    stream,
-                    put.per_shard,
-                    limit=limit,
-                    after=after,
-                )
+                read_sdk = plain_read_sdk(*target, limit=limit, after=after)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 say(f"(d) the reader on KCL's SDK client failed, left out: {exc}")
         sdk_rate = f"{read_sdk.rate:,.0f}" if read_sdk is not None else "-"
