@@ -90,6 +90,7 @@ from e2e_support import (
     CpuAccount,
     CpuSnapshot,
     Rate,
+    ReadTarget,
     Table,
     bucket_diff,
     bucket_quantile,
@@ -200,6 +201,11 @@ class Endpoints:
     kinesis_direct: str
     region: str
     env: dict[str, str]
+
+    def read_target(self, stream: str, expected: Counter[str]) -> ReadTarget:
+        """A plain reader's target on kinesis-mock's own port."""
+        key, secret = self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"]
+        return ReadTarget(self.kinesis_direct, self.region, key, secret, stream, expected)
 
     def client(self, service: str, endpoint: str | None = None, **config: Any) -> Any:
         options: dict[str, Any] = {
@@ -507,15 +513,7 @@ def kinesis_throughput(
         read_h2 = None
         if endpoint == endpoints.kinesis_direct:
             # The same reads over HTTP/2, the protocol KCL uses (kinesis-mock's port speaks h2c too).
-            read_h2 = plain_read_h2(
-                endpoint,
-                endpoints.region,
-                endpoints.env["AWS_ACCESS_KEY_ID"],
-                endpoints.env["AWS_SECRET_ACCESS_KEY"],
-                stream,
-                put.per_shard,
-                limit=GET_LIMIT,
-            )
+            read_h2 = plain_read_h2(endpoints.read_target(stream, put.per_shard), limit=GET_LIMIT)
             say(f"(a) {label}: plain read over HTTP/2 {read_h2.rate:,.0f} records/s")
         kept = keep_stream
     finally:
@@ -1055,19 +1053,12 @@ def run_warm(
         limit = int(worker_env.get("STREAM_WORKER_MAX_RECORDS", GET_LIMIT))
         after = warm_up.last_sequence if warm_up is not None else None
         read = plain_read(endpoints, endpoints.kinesis_direct, stream, put.per_shard, limit=limit, after=after)
-        target = (
-            endpoints.kinesis_direct,
-            endpoints.region,
-            endpoints.env["AWS_ACCESS_KEY_ID"],
-            endpoints.env["AWS_SECRET_ACCESS_KEY"],
-            stream,
-            put.per_shard,
-        )
-        read_h2 = plain_read_h2(*target, limit=limit, after=after)
+        target = endpoints.read_target(stream, put.per_shard)
+        read_h2 = plain_read_h2(target, limit=limit, after=after)
         read_sdk: SdkReadResult | None = None
         if not args.skip_sdk_reader:
             try:
-                read_sdk = plain_read_sdk(*target, limit=limit, after=after)
+                read_sdk = plain_read_sdk(target, limit=limit, after=after)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 say(f"(d) the reader on KCL's SDK client failed, left out: {exc}")
         sdk_rate = f"{read_sdk.rate:,.0f}" if read_sdk is not None else "-"

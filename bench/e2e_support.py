@@ -8,6 +8,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,3 +307,16 @@ def iterator_start(after: Mapping[str, str] | None, shard: str) -> dict[str, str
     if after is not None and shard in after:
         return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after[shard]}
     return {"ShardIteratorType": "TRIM_HORIZON"}
+
+
+@dataclass(frozen=True)
+class ReadTarget:
+    """What a plain reader reads: kinesis-mock's endpoint, the region and keys it signs with, the
+    stream, and how many records each shard holds (the reader stops there)."""
+
+    endpoint: str
+    region: str
+    access_key: str
+    secret_key: str
+    stream: str
+    expected: Counter[str]

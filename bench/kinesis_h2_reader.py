@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from e2e_support import iterator_start, run_started_together
+from e2e_support import ReadTarget, iterator_start, run_started_together
 
 TARGET_PREFIX = "Kinesis_20131202."
 
@@ -83,20 +82,16 @@ class CurlH2Kinesis:
 
 
 def plain_read_h2(
-    endpoint: str,
-    region: str,
-    access_key: str,
-    secret_key: str,
-    stream: str,
-    expected: Counter[str],
+    target: ReadTarget,
     *,
     limit: int = 10_000,
     timeout: float = 300,
     after: Mapping[str, str] | None = None,
 ) -> H2ReadResult:
     """One thread per shard, as ``plain_read`` but over HTTP/2; raises if a shard fails or times out."""
+    stream, expected = target.stream, target.expected
     shards = sorted(expected)
-    client = CurlH2Kinesis(endpoint, region, access_key, secret_key)
+    client = CurlH2Kinesis(target.endpoint, target.region, target.access_key, target.secret_key)
     client.call("DescribeStreamSummary", {"StreamName": stream})
     barrier = threading.Barrier(len(shards) + 1)
     lock = threading.Lock()

@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import subprocess
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from e2e_support import ReadTarget
 
 from stream_worker.supervisor import default_jars_dir
 
@@ -36,29 +37,25 @@ class SdkReadResult:
 
 
 def plain_read_sdk(
-    endpoint: str,
-    region: str,
-    access_key: str,
-    secret_key: str,
-    stream: str,
-    expected: Counter[str],
+    target: ReadTarget,
     *,
     limit: int = 10_000,
     after: Mapping[str, str] | None = None,
     rounds: int = 2,
     timeout: float = 600,
 ) -> SdkReadResult:
-    """Read what ``expected`` says each shard holds (after ``after[shard]``, else from TRIM_HORIZON),
+    """Read what ``target.expected`` says each shard holds (after ``after[shard]``, else from TRIM_HORIZON),
     ``rounds`` times; the last round is the result. Raises RuntimeError if the reader fails."""
     java = shutil.which("java")
     if java is None:
         raise RuntimeError("no java on PATH")
     shards = [
         f"{shard}={count}" + (f"@{after[shard]}" if after is not None and shard in after else "")
-        for shard, count in sorted(expected.items())
+        for shard, count in sorted(target.expected.items())
     ]
-    argv = [java, "-cp", str(default_jars_dir() / "*"), str(SOURCE), endpoint, region, stream, str(limit), str(rounds)]
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    argv = [java, "-cp", str(default_jars_dir() / "*"), str(SOURCE), target.endpoint, target.region, target.stream]
+    argv += [str(limit), str(rounds)]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": target.access_key, "AWS_SECRET_ACCESS_KEY": target.secret_key}
     done = subprocess.run([*argv, *shards], env=env, capture_output=True, text=True, timeout=timeout, check=False)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or len(lines) != rounds:
