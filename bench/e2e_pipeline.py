@@ -180,16 +180,27 @@ def events_of(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def deliverable_count(records: Sequence[CaptureRecord]) -> tuple[int, int]:
     """(raw events, events the worker delivers) for ``records`` put in this order."""
+    return deliverable_counts(records)[0]
+
+
+def deliverable_counts(*parts: Sequence[CaptureRecord]) -> list[tuple[int, int]]:
+    """(raw events, events the worker delivers) of each part, the parts put one after the other
+    (one normalizer sees them all, as the worker's children do)."""
     normalizer = Normalizer(EventMapping.default())
-    raw = kept = 0
     now = time.time()
-    for index, record in enumerate(records):
-        for position, event in events_of(record.data):
-            raw += 1
-            source = Source("shardId-000000000000", str(index + 1), 0, position, now)
-            if not isinstance(normalizer.normalize(event, source), Drop):
-                kept += 1
-    return raw, kept
+    index = 0
+    counts = []
+    for records in parts:
+        raw = kept = 0
+        for record in records:
+            index += 1
+            for position, event in events_of(record.data):
+                raw += 1
+                source = Source("shardId-000000000000", str(index), 0, position, now)
+                if not isinstance(normalizer.normalize(event, source), Drop):
+                    kept += 1
+        counts.append((raw, kept))
+    return counts
 
 
 # --------------------------------------------------------------------------------------- clients
@@ -994,10 +1005,8 @@ def run_warm(
     stream = create_stream(admin, args.shards, "e2e-warm")
     tracking_id = unique("e2e-warm")
     emulator.create_tracker(tracking_id, quota_per_second=args.quota)
-    _, warm_up_expected = deliverable_count(warm_up_records)
-    raw_events, _ = deliverable_count(records)
     # The children's normalizers see the warm-up first.
-    expected = deliverable_count([*warm_up_records, *records])[1] - warm_up_expected
+    (_, warm_up_expected), (raw_events, expected) = deliverable_counts(warm_up_records, records)
     # KCL's prefetcher logs at DEBUG when its queue is full: the sign that it has stopped reading.
     env = {**worker_env, "STREAM_WORKER_KCL_LOG_LEVELS": f"{PREFETCHER}=DEBUG"}
     worker = Worker(endpoints, workdir, stream, tracking_id, env)
