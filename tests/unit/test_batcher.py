@@ -29,6 +29,13 @@ def pending(event_id: str, user: str | None, session: str, arrived: float | None
     return PendingEvent(event, context, 0, b"{}")
 
 
+def behind_batcher(clock: FakeClock) -> SessionBatcher:
+    """Linger 1 s, 20 s in a backlog, and the shard behind."""
+    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
+    batcher.set_backlog(True)
+    return batcher
+
+
 def ids(batch: list[PendingEvent] | None) -> list[str]:
     assert batch is not None
     return [p.event.event_id for p in batch]
@@ -135,8 +142,7 @@ def test_every_event_leaves_in_exactly_one_legal_batch(ops: list[tuple[str | Non
 
 def test_backlog_linger_holds_groups_longer_while_behind() -> None:
     clock = FakeClock()
-    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
-    batcher.set_backlog(True)
+    batcher = behind_batcher(clock)
     batcher.add(pending("a", "p1", "s1"))
     clock.now += 5.0
     assert batcher.take(timeout=0) is None, "behind: the group may wait for more of its session"
@@ -146,8 +152,7 @@ def test_backlog_linger_holds_groups_longer_while_behind() -> None:
 
 def test_catching_up_makes_the_backlogs_groups_ready_at_once_and_later_groups_linger() -> None:
     clock = FakeClock()
-    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
-    batcher.set_backlog(True)
+    batcher = behind_batcher(clock)
     batcher.add(pending("a", "p1", "s1"))
     clock.now += 0.5
     batcher.add(pending("b", "p2", "s2"))  # the backlog's last batch: opened 0 s before catching up
@@ -227,8 +232,7 @@ def test_the_horizon_only_moves_forward_and_the_wall_clock_linger_still_bounds_t
 
 def test_a_backlog_ignores_the_horizon() -> None:
     clock = FakeClock()
-    batcher = SessionBatcher(1.0, clock, backlog_linger=20.0)
-    batcher.set_backlog(True)
+    batcher = behind_batcher(clock)
     batcher.add(pending("a", "p1", "s1", arrived=ARRIVED))
     batcher.advance_horizon(ARRIVED + 60.0)
     assert batcher.take(timeout=0) is None, "behind: groups wait the backlog linger for fuller calls"
