@@ -1667,6 +1667,12 @@ def report(
                 f"    against the plain reader on KCL's own SDK client ({fmt(warm.read_sdk.rate)} records/s): "
                 f"{pct(warm.rate() / warm.read_sdk.rate)}"
             )
+            # KCL must read over this client (HTTP/2, forced by KCL): a reader doing nothing else on it
+            # bounds what any consumer under KCL can reach against the HTTP/1.1 reader on this stand-in.
+            print(
+                "    ceiling for any consumer under KCL: that SDK reader alone reaches "
+                f"{pct(warm.read_sdk.rate / warm.read.rate if warm.read.rate else math.nan)} of the HTTP/1.1 reader"
+            )
         kcl_rate = warm.rate(end="kcl_read_all")
         print(
             f"    against KCL's own reads of the backlog in the same drain ({fmt(kcl_rate)} records/s): "
