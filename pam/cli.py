@@ -12,7 +12,6 @@ argument, 3 the database failed.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -106,9 +105,9 @@ def _serve(settings: PamSettings, err: Console) -> int:
 
 def _token(args: argparse.Namespace, settings: PamSettings, out: Console) -> int:
     from pam.api.auth import TokenIssuer
-    from pam.api.models import PLAYER_ID_PATTERN
+    from pam.api.models import is_player_id
 
-    if not re.match(PLAYER_ID_PATTERN, args.player_id):
+    if not is_player_id(args.player_id):
         raise SettingsError(f"not a player id: {args.player_id!r}")
     issuer = TokenIssuer(settings)
     out.print(issuer.issue(args.player_id, admin=args.admin, ttl_seconds=args.ttl), soft_wrap=True, highlight=False)

@@ -114,7 +114,7 @@ class PamSettings(LayeredSettings):
     @field_validator("popular_campaign_arn", "trending_campaign_arn", "for_you_campaign_arn", "unavailable_filter_arn")
     @classmethod
     def _arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ARN.match(value):
+        if value is not None and not _ARN.fullmatch(value):
             raise ValueError(f"not a Personalize campaign or filter ARN: {value!r}")
         return value
 
@@ -177,7 +177,7 @@ def personalize_arns(settings: PamSettings) -> PersonalizeArns:
             ("for_you", campaigns.get("for_you")),
             ("unavailable_filter", filters.get("unavailable")),
         ):
-            if value is not None and (not isinstance(value, str) or not _ARN.match(value)):
+            if value is not None and (not isinstance(value, str) or not _ARN.fullmatch(value)):
                 raise SettingsError(f"{name}: {field} is not a Personalize ARN: {value!r}")
             from_file[field] = value
     return PersonalizeArns(

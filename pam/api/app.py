@@ -31,7 +31,7 @@ from pam.api.auth import AuthError, Principal, TokenVerifier
 from pam.api.catalog import CatalogStore
 from pam.api.lobby import LobbyService, NoCatalogError, render_lobby
 from pam.api.metrics import LobbyMetrics
-from pam.api.models import PLAYER_ID_PATTERN
+from pam.api.models import is_player_id
 from pam.api.openapi import openapi_document
 from pam.web.routes import page_routes
 
@@ -39,7 +39,6 @@ log = logging.getLogger("pam.api")
 
 PROBLEM_TYPE: Final = "application/problem+json"
 LOBBY_ROUTE: Final = "/v1/players/{player_id}/lobby"
-_PLAYER_ID = re.compile(PLAYER_ID_PATTERN)
 #: :data:`LOBBY_ROUTE` as Starlette matches it (a path parameter is any text without a slash).
 _LOBBY_PATH = re.compile(r"^/v1/players/([^/]+)/lobby$")
 LOBBY_HEADERS: Final = {"Cache-Control": "no-store"}
@@ -239,7 +238,7 @@ def create_app(services: AppServices) -> Starlette:
     async def lobby_reply(player_id: str, authorization: str | None) -> Reply:
         try:
             principal = _principal(authorization, verifier)
-            if not _PLAYER_ID.match(player_id):
+            if not is_player_id(player_id):
                 raise ProblemError(
                     422, "player_id must be 1-64 letters, digits or _.:@- and start with a letter or digit"
                 )

@@ -4,6 +4,7 @@ without going through these models (it is on the hot path)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Final, Literal
 
@@ -11,8 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 #: A player id: letters, digits and ``_ . : @ -``, starting with a letter or digit, at most 64 characters.
+#: As JSON Schema (ECMA-262) reads it, in the OpenAPI description; in Python, check with :func:`is_player_id`
+#: (``re.match`` with this ``$`` would accept a trailing newline).
 PLAYER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
 PLAYER_ID_MAX_LENGTH: Final = 64
+_PLAYER_ID: Final = re.compile(PLAYER_ID_PATTERN)
+
+
+def is_player_id(value: str) -> bool:
+    """Whether all of ``value`` is a player id (:data:`PLAYER_ID_PATTERN`, nothing after it)."""
+    return _PLAYER_ID.fullmatch(value) is not None
 
 
 class ApiModel(BaseModel):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
@@ -26,7 +27,7 @@ from pam.api.dependencies.personalize import Recommendations
 from pam.api.dependencies.players import PlayerProfile
 from pam.api.lobby import DEPENDENCIES, FOR_YOU, POPULAR, TRENDING, Campaign, LobbyConfig, LobbyService
 from pam.api.metrics import LobbyMetrics
-from pam.api.models import LobbyResponse
+from pam.api.models import LobbyResponse, is_player_id
 from pam.settings import PamSettings, SettingsError
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
@@ -249,6 +250,16 @@ def test_issued_token_is_accepted_and_cached_until_it_expires() -> None:
 def test_invalid_player_id_is_422(client: TestClient, player_id: str) -> None:
     response = client.get(f"/v1/players/{player_id}/lobby", headers=bearer(token(player_id)))
     assert "player_id" in assert_problem(response, 422)["detail"]
+
+
+@pytest.mark.parametrize("player_id", ["p-1\n", "p-1\r\n", "p-1\x00"])
+def test_a_player_id_with_a_trailing_control_character_is_422(client: TestClient, player_id: str) -> None:
+    # Even with a token whose subject is that very id: the id is checked whole, not up to a line end.
+    path = f"/v1/players/{quote(player_id)}/lobby"
+    assert_problem(client.get(path, headers=bearer(token(player_id))), 422)
+    assert client.head(path, headers=bearer(token(player_id))).status_code == 422  # through Starlette's route
+    assert is_player_id("p-1")
+    assert not is_player_id(player_id)
 
 
 def test_admin_operations_need_the_admin_role(client: TestClient) -> None:

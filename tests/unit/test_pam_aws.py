@@ -12,6 +12,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from pydantic import ValidationError
 
 from pam.api.aws.sigv4 import FrozenCredentials, SigV4Signer
 from pam.api.catalog import CatalogStore, FileCatalogSource
@@ -92,3 +93,10 @@ def test_outputs_file_fills_what_the_settings_do_not_give(tmp_path: Path) -> Non
     outputs.write_text(json.dumps({"campaigns": {"popularity": "not-an-arn"}}))
     with pytest.raises(SettingsError, match="PAM_OUTPUTS_FILE"):
         personalize_arns(PamSettings(outputs_file=outputs))
+
+
+@pytest.mark.parametrize("arn", [CAMPAIGN + "pop\n", CAMPAIGN + "pop\nx", " " + CAMPAIGN + "pop"])
+def test_an_arn_with_anything_around_it_is_not_an_arn(arn: str) -> None:
+    with pytest.raises(ValidationError, match="popular_campaign_arn"):
+        PamSettings(popular_campaign_arn=arn)
+    assert PamSettings(popular_campaign_arn=CAMPAIGN + "pop").popular_campaign_arn == CAMPAIGN + "pop"
