@@ -7,6 +7,8 @@ Rules every lobby keeps:
 - a game is shown only when the catalog has it enabled and it is available in the player's jurisdiction
   (a player whose country is unknown sees only the games available everywhere);
 - a game appears in one section only (earlier sections win);
+- "because you played X" never shows X itself (X may still be in the other sections: players go back
+  to the games they play);
 - a section short of games is topped up from the popular list (then the catalog's order);
 - a failing dependency never fails the lobby: popular and trending fall back to the last good list
   (refreshed in the background), for-you to popular games, and because-you-played is left out; such a
@@ -59,7 +61,8 @@ SOURCE_CATALOG: Final = "catalog"
 
 
 class SectionPlan(NamedTuple):
-    """A section to fill: its candidates in order (possibly none: then it is filled from popular)."""
+    """A section to fill: its candidates in order (possibly none: then it is filled from popular).
+    ``excluded`` games are never put in this section (they stay free for the next ones)."""
 
     key: SectionKey
     title: str
@@ -67,6 +70,7 @@ class SectionPlan(NamedTuple):
     candidates: Sequence[str] = ()
     recommendation_id: str | None = None
     degraded: bool = False
+    excluded: frozenset[str] = frozenset()
 
 
 class Section(NamedTuple):
@@ -103,8 +107,9 @@ def assemble(
 
     for plan in plans:
         games: list[CatalogGame] = []
+        excluded = plan.excluded
         for game_id in plan.candidates:
-            if game_id in used:
+            if game_id in used or game_id in excluded:
                 continue
             game = shown(game_id)
             if game is None:
@@ -118,7 +123,7 @@ def assemble(
                 break
         own = len(games)
         if own < size:
-            games.extend(pool.take(size - own))
+            games.extend(pool.take(size - own, excluded))
         if games:
             result.sections.append(
                 Section(
@@ -142,24 +147,33 @@ class _PopularPool:
         self._used = used
         self._popular = popular
         self._ids: Iterator[str] | None = None
+        #: Games passed over because a section excluded them, in order: the next sections take them first.
+        self._held: list[str] = []
 
-    def take(self, count: int) -> list[CatalogGame]:
+    def take(self, count: int, excluded: frozenset[str] = frozenset()) -> list[CatalogGame]:
         taken: list[CatalogGame] = []
         if count <= 0:
             return taken
         if self._ids is None:  # built on first use: most lobbies need no top-up
             self._ids = itertools.chain(self._popular, self._shown)
         shown = self._shown
-        for game_id in self._ids:
+        waiting = iter(self._held)
+        held: list[str] = []
+        for game_id in itertools.chain(waiting, self._ids) if self._held else self._ids:
             if game_id in self._used:
                 continue
             game = shown.get(game_id)
             if game is None:
                 continue
+            if game_id in excluded:
+                held.append(game_id)
+                continue
             self._used.add(game_id)
             taken.append(game)
             if len(taken) >= count:
                 break
+        held.extend(waiting)  # held games not reached when the section filled up: still ahead of the rest
+        self._held = held
         return taken
 
 
@@ -347,12 +361,15 @@ class LobbyService:
 
         if anchor is not None and similar is not None:
             title = TITLES["because_you_played"].format(game=anchor.name)
+            itself = frozenset((anchor.game_id,))  # never "because you played X": X
             if similar.ok:
                 row = similar.value
                 if row is not None and row.similar:
-                    plans.append(SectionPlan("because_you_played", title, SOURCE_SIMILAR, row.similar))
+                    plans.append(SectionPlan("because_you_played", title, SOURCE_SIMILAR, row.similar, excluded=itself))
             else:
-                plans.append(SectionPlan("because_you_played", title, SOURCE_POPULAR_FALLBACK, degraded=True))
+                plans.append(
+                    SectionPlan("because_you_played", title, SOURCE_POPULAR_FALLBACK, degraded=True, excluded=itself)
+                )
 
         for_you = results.get(FOR_YOU)
         if for_you is not None:

@@ -287,6 +287,44 @@ async def test_a_short_section_is_topped_up_from_popular() -> None:
     assert not lobby.degraded
 
 
+async def test_because_you_played_never_shows_the_game_itself() -> None:
+    # The similar row holds its own game, which is also the most popular one.
+    popular = FakeCampaign(recs("g01", "g14", "g15", "g16", "g17", "g18", "g19"))
+    lobby = await full(similar=FakeSimilar(SimilarGames("g01", ("g01", "g02", "g03", "g04"))), popular=popular).lobby(
+        "p-1"
+    )
+    sections = by_key(lobby)
+    assert ids(sections["because_you_played"]) == ["g02", "g03", "g04"]
+    # The last played game may still be shown elsewhere: players go back to their games.
+    assert ids(sections["popular"]) == ["g01", "g14", "g15"]
+
+
+async def test_because_you_played_topped_up_from_popular_skips_the_game_itself() -> None:
+    lobby = await full(
+        similar=FakeSimilar(SimilarGames("g01", ("g02",))),
+        for_you=FakeCampaign(recs("g06")),
+        popular=FakeCampaign(recs("g01", "g14", "g15", "g16", "g17", "g18", "g19", "g20")),
+    ).lobby("p-1")
+    sections = by_key(lobby)
+    assert ids(sections["because_you_played"]) == ["g02", "g14", "g15"]
+    # Passed over, not lost: the next top-up takes it first, in its popular place.
+    assert ids(sections["for_you"]) == ["g06", "g01", "g16"]
+    assert ids(sections["popular"]) == ["g17", "g18", "g19"]
+    everything = [g for s in lobby.sections for g in ids(s)]
+    assert len(everything) == len(set(everything))
+
+
+async def test_because_you_played_from_popular_when_similar_fails_skips_the_game_itself() -> None:
+    lobby = await full(
+        similar=FakeSimilar(error=ConnectionError("down")),
+        popular=FakeCampaign(recs("g01", "g14", "g15", "g16", "g17", "g18", "g19")),
+    ).lobby("p-1")
+    section = by_key(lobby)["because_you_played"]
+    assert (section.source, section.degraded) == ("popular-fallback", True)
+    assert ids(section) == ["g14", "g15", "g16"]
+    assert ids(by_key(lobby)["popular"]) == ["g01", "g17", "g18"]
+
+
 async def test_popular_short_of_games_is_filled_from_the_catalog_order() -> None:
     lobby = await full(popular=FakeCampaign(recs("g14"))).lobby("p-1")
     assert ids(by_key(lobby)["popular"]) == ["g14", "g01", "g05"]
