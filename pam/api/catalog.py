@@ -3,8 +3,9 @@
 ``{"version": 1, "generated_at": ..., "games": [{"game_id", "title", "provider", "category",
 "volatility", "rtp", "release_date", "jurisdictions", ...}]}`` (a bare list of games is read too). A
 game with ``"enabled": false`` is never shown; ``jurisdictions`` lists the countries a game may be
-shown in (a catalog without that column shows every game everywhere). Each game's API form is
-serialized once, when the catalog is loaded.
+shown in (a catalog without that column shows every game everywhere; countries are compared trimmed
+and upper-case, see :func:`country_code`). Each game's API form is serialized once, when the catalog
+is loaded.
 
 :class:`CatalogStore` keeps the last good catalog and refreshes it in the background: a conditional GET
 (``If-None-Match``) on S3, the modification time of a file; a failed refresh keeps the last good copy.
@@ -29,6 +30,15 @@ HIDDEN_FIELDS: Final = frozenset({"game_id", "title", "name", "category", "categ
 
 class CatalogError(Exception):
     """The catalog could not be read or is not a catalog."""
+
+
+def country_code(value: object) -> str | None:
+    """A country (a player's, or one of a game's jurisdictions) as the catalog compares them: trimmed and
+    upper-case (``" se"`` is ``SE``); None for nothing or a blank."""
+    if value is None:
+        return None
+    code = str(value).strip().upper()
+    return code or None
 
 
 def _camel(name: str) -> str:
@@ -77,10 +87,9 @@ def _game(entry: Mapping[str, Any]) -> CatalogGame | None:
     jurisdictions: frozenset[str] | None
     if raw_jurisdictions is None and "jurisdictions" not in entry:
         jurisdictions = None
-    elif isinstance(raw_jurisdictions, str):
-        jurisdictions = frozenset(part.upper() for part in raw_jurisdictions.split("|") if part)
-    elif isinstance(raw_jurisdictions, list):
-        jurisdictions = frozenset(str(part).upper() for part in raw_jurisdictions if part)
+    elif isinstance(raw_jurisdictions, str | list):
+        parts = raw_jurisdictions.split("|") if isinstance(raw_jurisdictions, str) else raw_jurisdictions
+        jurisdictions = frozenset(code for code in map(country_code, parts) if code is not None)
     else:
         jurisdictions = frozenset()
     api: dict[str, Any] = {

@@ -5,7 +5,8 @@ Sections, in order: ``because_you_played`` (similar games of the last played gam
 Rules every lobby keeps:
 
 - a game is shown only when the catalog has it enabled and it is available in the player's jurisdiction
-  (a player whose country is unknown sees only the games available everywhere);
+  (a player whose country is unknown sees only the games available everywhere); the player's country is
+  compared as the catalog's jurisdictions are, trimmed and upper-case, and an empty one is unknown;
 - a game appears in one section only (earlier sections win);
 - "because you played X" never shows X itself (X may still be in the other sections: players go back
   to the games they play);
@@ -13,7 +14,8 @@ Rules every lobby keeps:
 - a failing dependency never fails the lobby: popular and trending fall back to the last good list
   (refreshed in the background), for-you to popular games, and because-you-played is left out; such a
   section is ``degraded`` and its ``source`` says where its games came from;
-- a player without history (or unknown to the database) still gets for-you, trending and popular.
+- a player without history (or unknown to the database) still gets for-you, trending and popular;
+- a lobby with nothing to show (no game may be shown to the player) is ``degraded``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Final, Literal, NamedTuple, Protocol
 
 import orjson
 
-from pam.api.catalog import Catalog, CatalogGame
+from pam.api.catalog import Catalog, CatalogGame, country_code
 from pam.api.deadline.guard import GuardedDependency, Result
 from pam.api.dependencies.personalize import Recommendations
 from pam.api.dependencies.players import PlayerProfile
@@ -323,7 +325,8 @@ class LobbyService:
         similar: Result[SimilarGames | None] | None = None
         if config.sequential:
             profile_result = await players
-            anchor = _anchor(catalog, profile_result.value)
+            country = _country(profile_result.value)
+            anchor = _anchor(catalog, profile_result.value, country)
             if anchor is not None and self._similar is not None:
                 similar = await self._similar_call(anchor.game_id, deadline)
             for name, call in calls.items():
@@ -331,13 +334,14 @@ class LobbyService:
         else:
             tasks = {name: asyncio.ensure_future(call) for name, call in calls.items() if call is not None}
             profile_result = await players
-            anchor = _anchor(catalog, profile_result.value)
+            country = _country(profile_result.value)
+            anchor = _anchor(catalog, profile_result.value, country)
             if anchor is not None and self._similar is not None:
                 similar = await self._similar_call(anchor.game_id, deadline)
             for name in calls:
                 task = tasks.get(name)
                 results[name] = await task if task is not None else None
-        return self._build(catalog, player_id, profile_result, anchor, similar, results)
+        return self._build(catalog, player_id, profile_result, country, anchor, similar, results)
 
     def _similar_call(self, game_id: str, deadline: float) -> Awaitable[Result[SimilarGames | None]]:
         similar = self._similar
@@ -349,6 +353,7 @@ class LobbyService:
         catalog: Catalog,
         player_id: str,
         profile_result: Result[PlayerProfile],
+        country: str | None,
         anchor: CatalogGame | None,
         similar: Result[SimilarGames | None] | None,
         results: dict[str, Result[Recommendations] | None],
@@ -356,7 +361,6 @@ class LobbyService:
         observer = self._observer
         profile = profile_result.value
         degraded = not profile_result.ok
-        country = profile.country if profile is not None else None
         plans: list[SectionPlan] = []
 
         if anchor is not None and similar is not None:
@@ -395,6 +399,8 @@ class LobbyService:
             if section.degraded:
                 degraded = True
                 observer.fallback(section.key, section.source)
+        if not assembly.sections:  # nothing may be shown to this player: not a lobby as it should be
+            degraded = True
         last_played = anchor.game_id if anchor is not None else None
         if last_played is None and profile is not None and profile.recent_game_ids:
             last_played = profile.recent_game_ids[0]
@@ -442,12 +448,17 @@ class LobbyService:
             await asyncio.sleep(interval)
 
 
-def _anchor(catalog: Catalog, profile: PlayerProfile | None) -> CatalogGame | None:
+def _country(profile: PlayerProfile | None) -> str | None:
+    """The player's country as the catalog's jurisdictions are written; None when unknown."""
+    return country_code(profile.country) if profile is not None else None
+
+
+def _anchor(catalog: Catalog, profile: PlayerProfile | None, country: str | None) -> CatalogGame | None:
     """The game "because you played" is about: the latest one played that may be shown to the player."""
     if profile is None:
         return None
     for game_id in profile.recent_game_ids:
-        game = catalog.shown(game_id, profile.country)
+        game = catalog.shown(game_id, country)
         if game is not None:
             return game
     return None

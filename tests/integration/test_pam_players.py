@@ -124,6 +124,27 @@ def test_lookup_answers_as_the_orm_does(database_url: str, threads: int) -> None
         engine.dispose()
 
 
+def test_the_country_is_read_trimmed_and_upper_case_and_a_blank_one_is_unknown(database_url: str) -> None:
+    upgrade(database_url)
+    engine = create_platform_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Player),
+            [
+                {"id": player_id, "country": country, "platform": "web", "currency": "EUR", "created_at": NOW}
+                for player_id, country in (("p-lower", "se"), ("p-blank", "  "), ("p-empty", ""))
+            ],
+        )
+    engine.dispose()
+    directory = PlayerDirectory(create_platform_engine(database_url), threads=0)
+    try:
+        profiles = [asyncio.run(directory.lookup(p)) for p in ("p-lower", "p-blank", "p-empty")]
+        assert [profile.country for profile in profiles] == ["SE", None, None]
+        assert all(profile.known for profile in profiles)
+    finally:
+        directory.close()
+
+
 def test_a_failed_query_raises_and_the_next_one_works(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'platform.db'}"
     directory = PlayerDirectory(create_platform_engine(url), threads=0)

@@ -493,6 +493,52 @@ async def test_unknown_player_is_treated_as_of_unknown_jurisdiction() -> None:
     assert not lobby.degraded
 
 
+@pytest.mark.parametrize("country", ["se", " SE", "Se\n"])
+async def test_the_players_country_is_compared_trimmed_and_upper_case(country: str) -> None:
+    extra = [game("x-se", jurisdictions=["SE"])]
+    lobby = await full(
+        the_catalog=catalog(extra),
+        players=FakePlayers(profile("g01", country=country)),
+        for_you=FakeCampaign(recs("x-se", "g06", "g07")),
+    ).lobby("p-1")
+    assert [s.key for s in lobby.sections] == ["because_you_played", "for_you", "trending", "popular"]
+    assert ids(by_key(lobby)["for_you"]) == ["x-se", "g06", "g07"]
+    assert not lobby.degraded
+
+
+@pytest.mark.parametrize("country", ["", "  ", None])
+async def test_a_blank_country_is_an_unknown_one(country: str | None) -> None:
+    extra = [game("x-se", jurisdictions=["SE"])]
+    lobby = await full(
+        the_catalog=catalog(extra),
+        players=FakePlayers(profile("g01", country=country)),
+        for_you=FakeCampaign(recs("x-se", "g06", "g07", "g08")),
+    ).lobby("p-1")
+    assert ids(by_key(lobby)["for_you"]) == ["g06", "g07", "g08"]  # only games available everywhere
+    assert ids(by_key(lobby)["because_you_played"]) == ["g02", "g03", "g04"]
+    assert not lobby.degraded
+
+
+async def test_catalog_jurisdictions_are_trimmed_and_upper_case_too() -> None:
+    extra = [game("x-se", jurisdictions=[" se", "mt "]), game("x-blank", jurisdictions=[" ", "de"])]
+    the_catalog = catalog(extra)
+    assert the_catalog.games["x-se"].jurisdictions == frozenset({"SE", "MT"})
+    assert the_catalog.games["x-blank"].jurisdictions == frozenset({"DE"})
+    lobby = await full(the_catalog=the_catalog, for_you=FakeCampaign(recs("x-se", "x-blank", "g06", "g07"))).lobby(
+        "p-1"
+    )
+    assert ids(by_key(lobby)["for_you"]) == ["x-se", "g06", "g07"]
+
+
+async def test_a_lobby_with_nothing_to_show_is_degraded() -> None:
+    # No game of the catalog may be shown in Germany: every dependency answers, and still nothing shows.
+    lobby = await full(players=FakePlayers(profile("g01", country="DE"))).lobby("p-1")
+    assert lobby.sections == ()
+    assert lobby.degraded
+    body = json.loads(render_lobby(lobby))
+    assert (body["degraded"], body["sections"]) == (True, [])
+
+
 async def test_last_played_game_no_longer_shown_moves_to_the_previous_one() -> None:
     extra = [game("x-de", jurisdictions=["DE"])]
     similar = FakeSimilar(SimilarGames("g05", ("g02", "g03", "g04")))

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, bindparam, select
 
+from pam.api.catalog import country_code
 from pam.db.models import GameSession, Player
 
 #: How many of the latest game sessions are read to find the last played game still in the catalog.
@@ -27,6 +28,7 @@ class PlayerProfile:
 
     player_id: str
     known: bool
+    #: ISO country code as the catalog's jurisdictions write it (``SE``); None when unknown or blank.
     country: str | None = None
     #: Games played last, newest first, without repeats.
     recent_game_ids: tuple[str, ...] = ()
@@ -78,7 +80,9 @@ class PlayerDirectory:
         if not rows:
             return PlayerProfile(player_id, known=False)
         games = (game_id for _, game_id in rows if game_id is not None)
-        return PlayerProfile(player_id, known=True, country=rows[0][0], recent_game_ids=tuple(dict.fromkeys(games)))
+        return PlayerProfile(
+            player_id, known=True, country=country_code(rows[0][0]), recent_game_ids=tuple(dict.fromkeys(games))
+        )
 
     async def lookup(self, player_id: str) -> PlayerProfile:
         """The player's profile (a query on the pool, or right here without one)."""
