@@ -215,24 +215,47 @@ CHATTY_LOGGERS: Final = (
 
 
 #: KCL loggers whose INFO lines the supervisor acts on (worker initialized, shutdown complete, a shard
-#: child exited): INFO even when the daemon logs at WARN or ERROR (the supervisor drops them then).
+#: child exited): always at INFO or more verbose, whatever the root level and the levels of single
+#: loggers say (the supervisor does not re-emit the lines those levels leave out).
 MILESTONE_LOGGERS: Final = (
     "software.amazon.kinesis.coordinator.Scheduler",
     "software.amazon.kinesis.multilang.MultiLangDaemon",
     "software.amazon.kinesis.multilang.MultiLangShardRecordProcessor",
 )
 
+#: Logback's levels, most verbose first.
+_VERBOSITY: Final = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+
+
+def effective_level(logger: str, root: str, loggers_levels: Mapping[str, str]) -> str:
+    """The level logback gives ``logger``: its own, else that of its nearest declared ancestor, else
+    the root level (logback separates logger names at ``.`` and ``$``)."""
+    name = logger
+    while name:
+        if name in loggers_levels:
+            return loggers_levels[name].upper()
+        cut = max(name.rfind("."), name.rfind("$"))
+        name = name[:cut] if cut > 0 else ""
+    return root.upper()
+
+
+def _more_verbose(level: str, than: str) -> bool:
+    known = {name: rank for rank, name in enumerate(_VERBOSITY)}
+    return known.get(level.upper(), len(_VERBOSITY)) < known.get(than.upper(), len(_VERBOSITY))
+
 
 def logback_config(level: str, loggers_levels: Mapping[str, str] | None = None) -> str:
     """Logback configuration for the daemon: one JSON object per line on stdout (logback's
     ``JsonEncoder``; the supervisor re-emits each as a structured log line on its stderr).
-    ``loggers_levels`` (logger name -> level) override the root level and our defaults."""
+    ``loggers_levels`` (logger name -> level) override the root level and our defaults, except that
+    the :data:`MILESTONE_LOGGERS` never get less verbose than INFO."""
     loggers: dict[str, str] = {}
     if level == "INFO":
         loggers.update(dict.fromkeys(CHATTY_LOGGERS, "WARN"))
-    elif level in ("WARN", "ERROR"):
-        loggers.update(dict.fromkeys(MILESTONE_LOGGERS, "INFO"))
     loggers.update(loggers_levels or {})
+    for milestone in MILESTONE_LOGGERS:
+        if _more_verbose("INFO", effective_level(milestone, level, loggers)):
+            loggers[milestone] = "INFO"
     declared = "".join(f'  <logger name="{name}" level="{value}"/>\n' for name, value in loggers.items())
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <!-- Written by `stream-worker run`: the KCL daemon logs one JSON object per line on stdout. -->

@@ -33,7 +33,7 @@ from clickstream.normalize import Normalizer, Source
 from clickstream.outcomes import Drop
 from devstack.personalize.client import EmulatorClient
 from devstack.stack import DevStack
-from stream_worker.kcl_properties import kcl_properties, render
+from stream_worker.kcl_properties import MILESTONE_LOGGERS, kcl_properties, logback_config, render
 from stream_worker.produce import produce
 from stream_worker.settings import load_settings
 from stream_worker.supervisor import default_jars_dir
@@ -87,6 +87,29 @@ public class KeyCheck {
         System.out.println("read\\tshutdownGraceMillis\\t" + c.getShutdownGraceMillis());
         System.out.println("read\\tmaxRecords\\t" + c.getMaxRecords());
         System.out.println("read\\tidleTimeBetweenReadsInMillis\\t" + c.getIdleTimeBetweenReadsInMillis());
+    }
+}
+"""
+
+
+LOGBACK_CHECK_JAVA = """
+import ch.qos.logback.classic.Logger;
+import ch.qos.logback.classic.LoggerContext;
+import ch.qos.logback.classic.joran.JoranConfigurator;
+import org.slf4j.LoggerFactory;
+
+/** Configures logback from a file the way the MultiLangDaemon does; prints each named logger's level. */
+public class LogbackCheck {
+    public static void main(String[] args) throws Exception {
+        LoggerContext context = (LoggerContext) LoggerFactory.getILoggerFactory();
+        context.reset();
+        JoranConfigurator configurator = new JoranConfigurator();
+        configurator.setContext(context);
+        configurator.doConfigure(args[0]);
+        for (int i = 1; i < args.length; i++) {
+            Logger logger = context.getLogger(args[i]);
+            System.out.println(args[i] + "\\t" + logger.getEffectiveLevel());
+        }
     }
 }
 """
@@ -174,6 +197,31 @@ def test_kcl_reads_every_key_the_supervisor_writes(where: str, tmp_path: Path) -
     expected = {k: v for k, v in properties.items() if k not in ("executableName", "AwsCredentialsProvider")}
     assert read == expected
     assert f"Provider constructed successfully: {properties['AwsCredentialsProvider']}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("root", "overrides"),
+    [("INFO", "software.amazon.kinesis=WARN"), ("DEBUG", "software=ERROR"), ("WARN", "")],
+)
+def test_logback_keeps_the_milestone_loggers_at_info(root: str, overrides: str, tmp_path: Path) -> None:
+    settings = load_settings(kcl_log_level=root, kcl_log_levels=overrides)
+    (tmp_path / "logback.xml").write_text(
+        logback_config(settings.kcl_log_level, settings.kcl_logger_levels()), encoding="utf-8"
+    )
+    (tmp_path / "LogbackCheck.java").write_text(LOGBACK_CHECK_JAVA, encoding="utf-8")
+    other = "software.amazon.kinesis.leases.LeaseCleanupManager"
+    result = subprocess.run(
+        [java(), "-cp", str(default_jars_dir() / "*"), "LogbackCheck.java", "logback.xml", *MILESTONE_LOGGERS, other],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
+    levels = dict(line.split("\t") for line in result.stdout.splitlines() if "\t" in line)
+    # The milestones at INFO (the supervisor needs their lines); the overrides hold for the rest.
+    assert levels == {**dict.fromkeys(MILESTONE_LOGGERS, "INFO"), other: "ERROR" if root == "DEBUG" else "WARN"}
 
 
 # -- the daemon on the local stack ----------------------------------------------------------------------

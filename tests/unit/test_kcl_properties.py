@@ -308,6 +308,49 @@ def test_logback_takes_levels_of_single_loggers_over_its_defaults() -> None:
     assert config.find("./root").get("level") == "INFO"  # type: ignore[union-attr]
 
 
+def declared_level(config: ET.Element, logger: str) -> str:
+    """The level logback would give ``logger`` under ``config``: its nearest declared ancestor's, else root's."""
+    declared = {e.get("name"): e.get("level") for e in config.findall("./logger")}
+    parts = logger.split(".")
+    for end in range(len(parts), 0, -1):
+        level = declared.get(".".join(parts[:end]))
+        if level is not None:
+            return level
+    return config.find("./root").get("level") or ""  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("root", ["ERROR", "WARN", "INFO", "DEBUG"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"software.amazon.kinesis": "WARN"},
+        {"software": "ERROR", "software.amazon.kinesis.multilang": "ERROR"},
+        dict.fromkeys(MILESTONE_LOGGERS, "WARN"),
+    ],
+    ids=["none", "kcl-warn", "parents-error", "milestones-warn"],
+)
+def test_the_milestone_loggers_stay_at_info_whatever_the_levels_over_them(root: str, overrides: dict[str, str]) -> None:
+    config = ET.fromstring(logback_config(root, overrides))
+    for milestone in MILESTONE_LOGGERS:
+        assert declared_level(config, milestone) in ("INFO", "DEBUG"), (milestone, root, overrides)
+    # The overrides still hold for everything else under them.
+    for name, level in overrides.items():
+        if name not in MILESTONE_LOGGERS:
+            assert declared_level(config, name) == level
+            assert declared_level(config, f"{name}.SomeOtherClass") == level
+
+
+def test_a_milestone_logger_keeps_a_more_verbose_level_than_info() -> None:
+    multilang = "software.amazon.kinesis.multilang"
+    config = ET.fromstring(logback_config("WARN", {multilang: "TRACE", "software.amazon.kinesis": "WARN"}))
+    assert declared_level(config, f"{multilang}.MultiLangDaemon") == "TRACE"
+    assert declared_level(config, f"{multilang}.MultiLangShardRecordProcessor") == "TRACE"
+    assert declared_level(config, "software.amazon.kinesis.coordinator.Scheduler") == "INFO"
+    debug = ET.fromstring(logback_config("DEBUG"))
+    assert all(declared_level(debug, milestone) == "DEBUG" for milestone in MILESTONE_LOGGERS)
+
+
 def test_logger_levels_are_read_normalized_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAM_WORKER_KCL_LOG_LEVELS", " software.amazon.kinesis.retrieval.polling=debug , a.B$c=WARN,")
     settings = load_settings()
