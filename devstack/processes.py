@@ -193,8 +193,10 @@ def stop_all(
     """SIGTERM the process group of each record (in the given order), wait up to ``timeout`` for all of
     them, then SIGKILL the groups still there. ``popen`` (if this interpreter started it) is reaped.
 
-    Only a process that still is ours (:meth:`ProcessRecord.is_ours`) is signalled: a pid that now
-    belongs to someone else is left alone. Returns the names of the processes that were stopped.
+    Only a process that still is ours (:meth:`ProcessRecord.is_ours`) is signalled or waited for, and
+    that is checked again before every signal and on every poll of the wait: once ours has exited, its
+    pid may be handed to someone else within the timeout, and that process is left alone. Returns the
+    names of the processes that were stopped.
     """
     running: list[tuple[ProcessRecord, subprocess.Popen[bytes] | None]] = []
     for record, popen in processes:
@@ -205,27 +207,44 @@ def stop_all(
                 popen.poll()
             log.info("already gone", extra={"service": record.name, "pid": record.pid})
 
-    def remaining() -> list[ProcessRecord]:
-        left = []
-        for record, popen in running:
-            if popen is not None:
-                popen.poll()
-            if is_alive(record.pid):
-                left.append(record)
-        return left
+    def remaining() -> list[tuple[ProcessRecord, subprocess.Popen[bytes] | None]]:
+        return [(record, popen) for record, popen in running if _still_ours(record, popen)]
 
-    for record, _ in running:
-        _signal_group(record, signal.SIGTERM)
+    for record, popen in running:
+        _signal_if_ours(record, popen, signal.SIGTERM)
     try:
         wait_until(lambda: not remaining(), timeout=timeout, what="the stack's processes to exit")
     except WaitTimeoutError:
-        for record in remaining():
+        for record, popen in remaining():
             log.warning("did not exit on SIGTERM: killing", extra={"service": record.name, "pid": record.pid})
-            _signal_group(record, signal.SIGKILL)
+            _signal_if_ours(record, popen, signal.SIGKILL)
         wait_until(lambda: not remaining(), timeout=5.0, what="the stack's processes to die")
     for record, _ in running:
         log.info("stopped", extra={"service": record.name, "pid": record.pid})
     return [record.name for record, _ in running]
+
+
+def _still_ours(record: ProcessRecord, popen: subprocess.Popen[bytes] | None) -> bool:
+    """The recorded process is still running and is still the one we started.
+
+    A child this interpreter has reaped is gone, whatever now runs under its pid. Otherwise the pid is
+    checked whole (start time and markers, not just "alive"): the process may have exited and its pid
+    been reused by an unrelated one since the last look.
+    """
+    if popen is not None and popen.poll() is not None:
+        return False
+    return record.is_ours()
+
+
+def _signal_if_ours(record: ProcessRecord, popen: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
+    """Signal the process (group) only after checking, right before, that its pid still is ours.
+
+    A child we have not reaped keeps its pid, so the check and the signal cannot be split by a reuse.
+    For a process we did not start (``devstack down`` from another shell) a pid could in theory change
+    hands between the check and the kill() call; that gap is a few system calls, not a stop timeout.
+    """
+    if _still_ours(record, popen):
+        _signal_group(record, sig)
 
 
 def _signal_group(record: ProcessRecord, sig: signal.Signals) -> None:
