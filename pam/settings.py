@@ -57,6 +57,13 @@ class PamSettings(LayeredSettings):
         DEFAULT_CATALOG_URL, description="the games catalog (games.json): s3://bucket/key or a local file path"
     )
     catalog_refresh_seconds: float = Field(30.0, gt=0, description="how often the catalog is checked for changes")
+    catalog_max_shrink: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a new catalog that lost more than this fraction of the games shown is refused, the current"
+        " one kept (1: only an empty catalog is refused; a restarted service takes any non-empty one)",
+    )
     similar_table: str = Field("similar-games", min_length=3, max_length=255, description="DynamoDB table")
     similar_key: str = Field("gameId", min_length=1, description="partition key attribute of the similar table")
     popular_campaign_arn: str | None = Field(None, description="campaign of aws-popularity-count")

@@ -9,6 +9,9 @@ is loaded.
 
 :class:`CatalogStore` keeps the last good catalog and refreshes it in the background: a conditional GET
 (``If-None-Match``) on S3, the modification time of a file; a failed refresh keeps the last good copy.
+A catalog without a game to show, or one that lost more than ``max_shrink`` of the games shown now, is
+taken for a bad ``batch datasets`` run (an empty or wrong platform database): the refresh fails and the
+last good copy stays.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any, Final, Protocol
 
 log = logging.getLogger("pam.api")
 
+#: A refresh is refused when the new catalog has lost more than this fraction of the current one's games.
+DEFAULT_MAX_SHRINK: Final = 0.5
 #: Catalog columns that never reach the API (they decide what is shown, they are not shown).
 HIDDEN_FIELDS: Final = frozenset({"game_id", "title", "name", "category", "categories", "jurisdictions", "enabled"})
 
@@ -234,17 +239,24 @@ class RefreshObserver(Protocol):
 
 
 class CatalogStore:
-    """The last good catalog, and the refresh that replaces it."""
+    """The last good catalog, and the refresh that replaces it.
+
+    ``max_shrink``: a new catalog that has lost more than this fraction of the current one's games is
+    refused (1: any size is taken, except no game at all, which is always refused)."""
 
     def __init__(
         self,
         source: CatalogSource,
         observer: RefreshObserver,
         *,
+        max_shrink: float = DEFAULT_MAX_SHRINK,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 < max_shrink <= 1:
+            raise ValueError(f"max_shrink must be within (0, 1], got {max_shrink}")
         self._source = source
         self._observer = observer
+        self._max_shrink = max_shrink
         self._clock = clock
         self._tag: str | None = None
         self.catalog: Catalog | None = None
@@ -259,6 +271,7 @@ class CatalogStore:
                 outcome = "not_modified"
             else:
                 catalog = parse_catalog(fetched.data)
+                self._check_size(catalog)
                 self.catalog, self._tag = catalog, fetched.tag
                 outcome = "updated"
             self.loaded_at = self._clock()
@@ -269,6 +282,19 @@ class CatalogStore:
             outcome = "error"
         self._observer.catalog_refresh(outcome, len(self.catalog.games) if self.catalog else None)
         return outcome
+
+    def _check_size(self, catalog: Catalog) -> None:
+        """:class:`CatalogError` when ``catalog`` has no game to show, or far fewer than the current one."""
+        games = len(catalog.games)
+        if games == 0:
+            raise CatalogError(f"the new catalog has no enabled game ({catalog.skipped} left out): not taken")
+        current = len(self.catalog.games) if self.catalog is not None else 0
+        lost = current - games
+        if lost > current * self._max_shrink:
+            raise CatalogError(
+                f"the new catalog has {games} enabled games, {lost / current:.0%} fewer than the {current}"
+                f" shown (more than {self._max_shrink:.0%} fewer is refused): not taken"
+            )
 
     async def refresh(self) -> str:
         return await asyncio.to_thread(self.refresh_blocking)

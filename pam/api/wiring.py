@@ -106,7 +106,7 @@ def build_services(settings: PamSettings, *, metrics: LobbyMetrics | None = None
     players = PlayerDirectory(create_platform_engine(url, **engine_options), threads=threads)
     closers.append(players.close)
 
-    store = CatalogStore(catalog_source(settings), metrics)
+    store = CatalogStore(catalog_source(settings), metrics, max_shrink=settings.catalog_max_shrink)
     lobby = LobbyService(
         catalog=lambda: store.catalog,
         players=players,

@@ -553,6 +553,23 @@ def test_catalog_refresh_picks_up_a_new_catalog_and_keeps_it(healthy: Pam) -> No
     )
 
 
+def test_an_empty_catalog_is_refused_and_the_lobby_keeps_its_games(healthy: Pam) -> None:
+    before = healthy.lobby()
+    upload_catalog(healthy.s3, [])  # what `batch datasets` writes from an empty platform database
+    try:
+        refreshed = healthy.admin("POST", "/v1/admin/catalog/refresh").json()
+        assert refreshed["outcome"] == "error"
+        assert refreshed["games"] == len(catalog_games()) - 1  # the last good copy, g-05 disabled
+        after = healthy.lobby()
+        assert [s["key"] for s in after["sections"]] == [s["key"] for s in before["sections"]]
+        assert all(len(section["games"]) == SECTION_SIZE for section in after["sections"])
+        assert healthy.get("/readyz", None).json()["catalogGames"] == refreshed["games"]
+    finally:
+        upload_catalog(healthy.s3, catalog_games())
+        assert healthy.admin("POST", "/v1/admin/catalog/refresh").json()["outcome"] in ("updated", "not_modified")
+    assert 'pam_catalog_refreshes_total{outcome="error"}' in healthy.get("/metrics", None).text
+
+
 # ------------------------------------------------------------------------------------------ schemathesis
 
 

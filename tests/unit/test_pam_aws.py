@@ -4,6 +4,7 @@ settings read the Personalize outputs file with explicit settings winning."""
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from pam.api.aws.sigv4 import FrozenCredentials, SigV4Signer
 from pam.api.catalog import CatalogStore, FileCatalogSource
 from pam.api.metrics import LobbyMetrics
+from pam.api.wiring import build_services
 from pam.settings import PamSettings, SettingsError, personalize_arns
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -68,6 +70,106 @@ def test_catalog_store_keeps_the_last_good_copy(tmp_path: Path) -> None:
         if s.name.endswith("_total")
     }
     assert outcomes == {"updated": 1.0, "not_modified": 1.0, "error": 2.0}
+
+
+def write_catalog(path: Path, games: int, *, disabled: int = 0) -> None:
+    entries = [
+        {"game_id": f"g{n}", "title": f"Game {n}", "provider": "P", "category": "slots", "enabled": n >= disabled}
+        for n in range(games)
+    ]
+    path.write_text(json.dumps({"version": 1, "games": entries}))
+
+
+def refreshes(metrics: LobbyMetrics) -> dict[str, float]:
+    samples = next(iter(metrics.catalog_refreshes.collect())).samples
+    return {s.labels["outcome"]: s.value for s in samples if s.name.endswith("_total")}
+
+
+@pytest.mark.parametrize(("games", "disabled"), [(0, 0), (5, 5)])
+def test_a_catalog_without_a_game_to_show_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, games: int, disabled: int
+) -> None:
+    path = tmp_path / "games.json"
+    write_catalog(path, 10)
+    metrics = LobbyMetrics()
+    store = CatalogStore(FileCatalogSource(path), metrics)
+    assert store.refresh_blocking() == "updated"
+    write_catalog(path, games, disabled=disabled)  # `batch datasets` on an empty platform database
+    with caplog.at_level(logging.WARNING, logger="pam.api"):
+        assert store.refresh_blocking() == "error"
+    assert store.catalog is not None
+    assert len(store.catalog.games) == 10
+    assert store.last_error is not None and "no enabled game" in store.last_error
+    assert "catalog refresh failed" in caplog.text
+    assert refreshes(metrics) == {"updated": 1.0, "error": 1.0}
+    assert next(iter(metrics.catalog_games.collect())).samples[0].value == 10
+    write_catalog(path, 9)  # the next good run is taken
+    assert store.refresh_blocking() == "updated"
+    assert store.last_error is None
+
+
+def test_no_first_catalog_from_an_empty_one(tmp_path: Path) -> None:
+    path = tmp_path / "games.json"
+    write_catalog(path, 0)
+    store = CatalogStore(FileCatalogSource(path), LobbyMetrics())
+    assert store.refresh_blocking() == "error"
+    assert store.catalog is None  # not ready, rather than ready with empty lobbies
+
+
+@pytest.mark.parametrize(
+    ("max_shrink", "taken", "refused"),
+    [(0.5, 50, 49), (0.9, 10, 9), (1.0, 1, 0), (0.25, 75, 74)],
+)
+def test_a_catalog_that_lost_too_many_games_is_refused(
+    tmp_path: Path, max_shrink: float, taken: int, refused: int
+) -> None:
+    path = tmp_path / "games.json"
+    write_catalog(path, 100)
+    store = CatalogStore(FileCatalogSource(path), LobbyMetrics(), max_shrink=max_shrink)
+    assert store.refresh_blocking() == "updated"
+    write_catalog(path, 100, disabled=100 - refused)
+    assert store.refresh_blocking() == "error"
+    assert store.catalog is not None and len(store.catalog.games) == 100
+    assert store.last_error is not None
+    if refused:
+        assert f"{refused} enabled games" in store.last_error
+    write_catalog(path, taken)
+    assert store.refresh_blocking() == "updated"
+    assert len(store.catalog.games) == taken
+
+
+def test_max_shrink_is_a_setting_within_bounds() -> None:
+    assert PamSettings().catalog_max_shrink == 0.5
+    assert PamSettings(catalog_max_shrink=0.8).catalog_max_shrink == 0.8
+    for wrong in (0, -0.1, 1.5):
+        with pytest.raises(ValidationError, match="catalog_max_shrink"):
+            PamSettings(catalog_max_shrink=wrong)
+    with pytest.raises(ValueError, match="max_shrink"):
+        CatalogStore(FileCatalogSource(Path("games.json")), LobbyMetrics(), max_shrink=0)
+
+
+def test_the_served_catalog_keeps_to_the_max_shrink_setting(tmp_path: Path) -> None:
+    path = tmp_path / "games.json"
+    write_catalog(path, 10)
+    services = build_services(
+        PamSettings(
+            jwt_secret="s" * 32,
+            database_url=f"sqlite:///{tmp_path / 'platform.db'}",
+            catalog_url=str(path),
+            catalog_max_shrink=0.8,
+        )
+    )
+    try:
+        assert services.catalog.refresh_blocking() == "updated"
+        write_catalog(path, 3)  # 70% fewer: refused by default, taken with 0.8
+        assert services.catalog.refresh_blocking() == "updated"
+        assert services.catalog.catalog is not None and len(services.catalog.catalog.games) == 3
+        write_catalog(path, 0)
+        assert services.catalog.refresh_blocking() == "error"
+        assert len(services.catalog.catalog.games) == 3
+    finally:
+        for close in services.closers:
+            close()
 
 
 def test_outputs_file_fills_what_the_settings_do_not_give(tmp_path: Path) -> None:
