@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -66,7 +67,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a listener could bind ``host:port`` now: no socket listens there.
+
+    The probe binds as the edge's listener does (asyncio sets SO_REUSEADDR), so the TIME_WAIT
+    connections a just-stopped edge leaves on its port for a minute do not count as taken (those of a
+    listener without the option still do, as they would for the edge's own bind). On Linux
+    SO_REUSEADDR still refuses a port with a live listener, on any address that overlaps ``host``.
+    Elsewhere it can let a specific address share a port with a wildcard listener, so there the probe
+    binds without it and stays strict.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if sys.platform.startswith("linux"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
