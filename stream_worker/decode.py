@@ -64,7 +64,9 @@ def decode_record(data: bytes) -> list[DecodedEvent] | Drop:
         except UnicodeDecodeError as exc:
             events.append(DecodedEvent(position, line, failure=Drop(DropReason.INVALID_UTF8, str(exc)[:200])))
             continue
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: nested deeper than the interpreter's recursion limit ("[" * 100_000).
+            # Uncaught, it would end the process on every restart at this record (a poison pill).
             events.append(DecodedEvent(position, line, failure=Drop(DropReason.MALFORMED_JSON, str(exc)[:200])))
             continue
         if not isinstance(parsed, dict):
