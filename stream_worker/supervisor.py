@@ -284,22 +284,56 @@ class DaemonOutput:
 # --- the shard children's metrics ------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
+_PROC_MOUNTED: Final = Path("/proc/self/stat").exists()
+#: What :func:`process_identity` gives a live process whose start time cannot be read (no ``/proc``).
+UNKNOWN_START: Final = -1
+
+
+def process_identity(pid: int) -> int | None:
+    """The start time of the live process ``pid`` (clock ticks after boot, ``/proc/PID/stat`` field 22),
+    which tells it from a later process given the same pid; None when there is no such process or it
+    is a zombie (it has ended; only its exit status is left to collect).
+
+    Without ``/proc`` (not Linux): :data:`UNKNOWN_START` for any process that exists.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        if _PROC_MOUNTED:
+            return None
+    except ProcessLookupError:  # the process ended while being read
+        return None
+    except OSError:
+        pass
+    else:
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses; the fields after the last
+        # ")" are 3 (state) onwards, so field N is at index N - 3.
+        fields = stat[stat.rfind(b")") + 1 :].split()
+        if len(fields) > 19:
+            return None if fields[0] in (b"Z", b"X", b"x") else int(fields[19])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:
-        return True
-    return True
+        pass
+    return UNKNOWN_START
 
 
 class ChildMetrics:
-    """``PROMETHEUS_MULTIPROC_DIR``: the children's metric files, aggregated; dead children marked."""
+    """``PROMETHEUS_MULTIPROC_DIR``: the children's metric files, aggregated; dead children marked.
+
+    The files are named by pid, and pids are reused: a child is a pid and its process's start time
+    (:func:`process_identity`), so a later process given the pid is not taken for the child, and a
+    new child with the pid of one marked dead (it writes live gauges again) is swept like any other.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.exits = 0
+        #: pid -> start time of the live child that writes that pid's files.
+        self._children: dict[int, int] = {}
+        #: pids whose last child was marked dead (its live gauges removed).
         self._dead: set[int] = set()
         self._lock = threading.Lock()
 
@@ -317,18 +351,42 @@ class ChildMetrics:
                 pids.add(int(tail))
         return pids
 
+    def _has_live_gauges(self, pid: int) -> bool:
+        return any(self.path.glob(f"gauge_live*_{pid}.db"))
+
+    def _mark_dead(self, pid: int) -> None:
+        mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
+        self._children.pop(pid, None)
+        self._dead.add(pid)
+        self.exits += 1
+        log.info("shard process ended; its live gauges are dropped", extra={"child_pid": pid})
+
     def sweep(self) -> int:
         """Mark children that have exited as dead (their live gauges go); returns the live count."""
         with self._lock:
             live = 0
-            for pid in self._pids() - self._dead:
-                if _pid_alive(pid):
-                    live += 1
+            for pid in self._pids():
+                holder = process_identity(pid)
+                if pid in self._children:
+                    if holder == self._children[pid]:
+                        live += 1
+                    else:  # ended (or a zombie, or the pid already went to another process)
+                        self._mark_dead(pid)
                     continue
-                mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
-                self._dead.add(pid)
-                self.exits += 1
-                log.info("shard process ended; its live gauges are dropped", extra={"child_pid": pid})
+                if pid in self._dead:
+                    if not self._has_live_gauges(pid):
+                        continue  # a process that has the pid now but writes no metrics is not ours
+                    # Live gauges again after they were removed: a new child was given the pid.
+                    self._dead.discard(pid)
+                    if holder is None:
+                        self._mark_dead(pid)  # ... and has ended already
+                        continue
+                    log.info("new shard process with the pid of an ended one", extra={"child_pid": pid})
+                if holder is None:
+                    self._mark_dead(pid)
+                else:
+                    self._children[pid] = holder
+                    live += 1
             return live
 
     def collect(self) -> list[Metric]:

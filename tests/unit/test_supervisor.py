@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 
+from stream_worker import supervisor as supervisor_module
 from stream_worker.logs import JsonFormatter
 from stream_worker.settings import load_settings
 from stream_worker.supervisor import ChildMetrics, DaemonOutput, Supervisor, format_slf4j, stuck_shards
@@ -214,6 +215,93 @@ def test_dead_children_lose_their_live_gauges_and_keep_their_counters(tmp_path: 
     assert "stream_worker_process_records_since_timestamp_seconds" not in families
     assert metrics.sweep() == 0
     assert metrics.exits == 1  # counted once
+
+
+#: A shard child writing its metric files as process ``pid`` (prometheus_client names the files by it).
+CHILD_AS_PID = """
+import sys, time
+from prometheus_client import values
+values.ValueClass = values.MultiProcessValue(lambda: int(sys.argv[1]))
+from stream_worker.metrics import WorkerMetrics, Telemetry
+telemetry = Telemetry(WorkerMetrics(), sys.argv[2])
+telemetry.records_received(1)
+telemetry.in_flight_set(5)
+telemetry.processing_records(float(sys.argv[3]) or None)
+"""
+
+
+def write_child_metrics(path: Path, pid: int, shard: str, processing_since: float) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)}
+    command = [sys.executable, "-c", CHILD_AS_PID, str(pid), shard, str(processing_since)]
+    subprocess.run(command, env=env, check=True, timeout=60)
+
+
+def live_samples(metrics: ChildMetrics) -> dict[str, list[float]]:
+    names = ("stream_worker_in_flight_events", "stream_worker_process_records_since_timestamp_seconds")
+    return {f.name: [s.value for s in f.samples] for f in metrics.collect() if f.name in names and f.samples}
+
+
+def test_a_child_is_its_pid_and_start_time_so_a_reused_pid_is_swept_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = 4_000_001
+    holder: dict[int, int | None] = {pid: None}  # the start time of whatever process has the pid now
+    monkeypatch.setattr(supervisor_module, "process_identity", holder.get)
+    metrics = ChildMetrics(tmp_path / "prometheus")
+    metrics.reset()
+
+    holder[pid] = 100  # shard child A, between process_records calls
+    write_child_metrics(metrics.path, pid, "shardId-A", processing_since=0.0)
+    assert metrics.sweep() == 1
+    holder[pid] = None  # A ends
+    assert metrics.sweep() == 0
+    assert metrics.exits == 1
+    assert live_samples(metrics) == {}
+
+    holder[pid] = 200  # an unrelated process is given the pid: it writes no metrics, it is not a child
+    assert metrics.sweep() == 0
+    assert metrics.exits == 1
+
+    holder[pid] = 300  # shard child B is given the pid, and is inside process_records since long ago
+    write_child_metrics(metrics.path, pid, "shardId-B", processing_since=1000.0)
+    assert metrics.sweep() == 1
+    assert live_samples(metrics) == {
+        "stream_worker_in_flight_events": [5.0],
+        "stream_worker_process_records_since_timestamp_seconds": [1000.0],
+    }
+    assert stuck_shards(metrics.collect(), now=2000.0, threshold=300.0) == {"shardId-B": 1000.0}
+    holder[pid] = 400  # B is killed and the pid goes to yet another process
+    assert metrics.sweep() == 0
+    assert metrics.exits == 2
+    assert live_samples(metrics) == {}
+    assert stuck_shards(metrics.collect(), now=2000.0, threshold=300.0) == {}
+    families = {family.name: family for family in metrics.collect()}
+    assert families["stream_worker_records"].samples[0].value == 2  # counters outlive their children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_zombie_is_not_a_live_child(tmp_path: Path) -> None:
+    metrics = ChildMetrics(tmp_path / "prometheus")
+    metrics.reset()
+    child = textwrap.dedent(
+        """
+        from stream_worker.metrics import WorkerMetrics, Telemetry
+        Telemetry(WorkerMetrics(), "shardId-000000000000").processing_records(1234.0)
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics.path)}
+    process = subprocess.Popen([sys.executable, "-c", child], env=env)  # not waited for: ends as a zombie
+    try:
+        stat = Path(f"/proc/{process.pid}/stat")
+        wait_until(lambda: stat.read_text().rpartition(")")[2].split()[0] == "Z", 60, "the child to be a zombie")
+        assert metrics.sweep() == 0
+        assert metrics.exits == 1
+        assert live_samples(metrics) == {}
+        assert supervisor_module.process_identity(process.pid) is None
+        assert supervisor_module.process_identity(os.getpid()) == supervisor_module.process_identity(os.getpid())
+        assert supervisor_module.process_identity(os.getpid()) not in (None, supervisor_module.UNKNOWN_START)
+    finally:
+        process.wait()
 
 
 def test_health_and_readiness_before_the_daemon_starts() -> None:
