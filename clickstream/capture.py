@@ -78,14 +78,50 @@ def fallback_partition_key(data: bytes) -> str:
 
 
 def event_partition_key(event: Any) -> str | None:
-    """The player id of a decoded event, else its session id; None when it has neither (or too long)."""
+    """The player id of a decoded event, else its session id; None when it has neither (or too long).
+
+    The ids are read as the event model (:class:`clickstream.raw.RawEvent`) reads them, so that all of
+    a player's events share a key, and so a shard, whichever way each spells the id: the snake_case key
+    wins over the camelCase one when both are there, a number becomes the string the model makes of it
+    (``4711`` -> ``"4711"``, ``4711.0`` -> ``"4711.0"``; a boolean is no id), surrounding whitespace is
+    stripped, and an empty id is no id.
+    """
     if not isinstance(event, dict):
         return None
-    for key in ("player_id", "playerId", "session_id", "sessionId"):
-        value = event.get(key)
-        if isinstance(value, str) and 0 < len(value) <= MAX_PARTITION_KEY_LENGTH:
+    for snake, camel in (("player_id", "playerId"), ("session_id", "sessionId")):
+        value = _event_id(event, snake, camel)
+        if value is not None and len(value) <= MAX_PARTITION_KEY_LENGTH:
             return value
     return None
+
+
+#: What the event model strips around an id (pydantic's ``str_strip_whitespace``): the Unicode
+#: White_Space characters. ``str.strip()`` with no argument strips U+001C..U+001F as well.
+_ID_WHITESPACE: Final = (
+    "\t\n\v\f\r \x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))  # U+2000..U+200A
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _event_id(event: dict[Any, Any], snake: str, camel: str) -> str | None:
+    """One id field of an event as the event model reads it; None when absent, empty or not an id."""
+    if snake in event:
+        value = event[snake]
+    elif camel in event:
+        value = event[camel]
+    else:
+        return None
+    if isinstance(value, bool):  # an int to Python, but the model refuses it
+        return None
+    if isinstance(value, int | float):
+        try:
+            value = str(value)  # what the model's coerce_numbers_to_str makes of it
+        except ValueError:  # an int too long to print in decimal: far longer than a key anyway
+            return None
+    if not isinstance(value, str):
+        return None
+    return value.strip(_ID_WHITESPACE) or None
 
 
 # --- reading ---------------------------------------------------------------------------------------
