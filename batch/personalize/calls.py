@@ -110,10 +110,11 @@ def newest(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The entry created last (``creationDateTime``)."""
     if not entries:
         return None
-    return max(entries, key=lambda entry: _timestamp(entry.get("creationDateTime")))
+    return max(entries, key=lambda entry: timestamp(entry.get("creationDateTime")))
 
 
-def _timestamp(value: Any) -> float:
+def timestamp(value: Any) -> float:
+    """Epoch seconds of a time the service returned (a datetime, or a number); 0 for None."""
     if value is None:
         return 0.0
     if hasattr(value, "timestamp"):

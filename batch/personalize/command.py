@@ -1,6 +1,7 @@
 """``batch personalize apply`` and ``batch personalize train``: the command line.
 
-``apply [--config FILE] [--reimport] [--outputs FILE]`` makes the config's resources exist and prints
+``apply [--config FILE] [--reimport] [--outputs FILE]`` makes the config's resources exist (importing
+each dataset whose files in S3 changed since its last import, every dataset with ``--reimport``) and prints
 the tracking id, the campaign ARNs, the filter ARN and the solution versions; ``train [--config FILE]
 [--solution KEY ...] [--update] [--outputs FILE]`` retrains and switches the campaigns over. Both show
 progress on a terminal and end with a summary table. Exit status: 0 done, 2 a wrong setting or config
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +59,9 @@ def add_personalize_commands(commands: argparse._SubParsersAction[argparse.Argum
     apply.add_argument("--bucket", default=None, help="S3 bucket of the datasets (default: $BATCH_S3_BUCKET)")
     apply.add_argument("--prefix", default=None, help="S3 key prefix of the datasets (default: $BATCH_S3_PREFIX)")
     apply.add_argument(
-        "--reimport", action="store_true", help="import every dataset again even if an import job is ACTIVE"
+        "--reimport",
+        action="store_true",
+        help="import every dataset again, even when its files have not changed since its last ACTIVE import",
     )
     apply.set_defaults(run=run_apply)
 
@@ -163,17 +167,19 @@ def _waiter(settings: BatchSettings, reporter: ConsoleReporter) -> StatusWaiter:
     return StatusWaiter(backoff, Deadline(settings.personalize_wait_timeout_seconds), on_poll=reporter.poll)
 
 
-class S3SchemaReader:
-    """Reads the schemas ``batch datasets`` wrote beside the CSVs."""
+class S3Datasets:
+    """What ``batch datasets`` wrote under the dataset location: the schemas, and when each file changed."""
 
     def __init__(self, client: S3Client, location: DatasetLocation) -> None:
         self.client = client
         self.location = location
 
-    def __call__(self, file: str) -> str:
-        key = f"{self.location.prefix}/{file}" if self.location.prefix else file
+    def _key(self, file: str) -> str:
+        return f"{self.location.prefix}/{file}" if self.location.prefix else file
+
+    def read_text(self, file: str) -> str:
         try:
-            body = self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
+            body = self.client.get_object(Bucket=self.location.bucket, Key=self._key(file))["Body"].read()
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404", "NoSuchBucket"):
                 raise PersonalizeError(
@@ -185,6 +191,22 @@ class S3SchemaReader:
             raise PersonalizeError(f"reading {self.location.url(file)}: {error}") from None
         return body.decode("utf-8")
 
+    def last_modified(self, file: str) -> datetime | None:
+        """When ``file`` was last written (a folder, ending in ``/``: its newest object); None if absent."""
+        bucket, key = self.location.bucket, self._key(file)
+        try:
+            if not file.endswith("/"):
+                return self.client.head_object(Bucket=bucket, Key=key)["LastModified"]
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+            times = [entry["LastModified"] for page in pages for entry in page.get("Contents", [])]
+            return max(times, default=None)
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+                return None
+            raise PersonalizeError(f"looking at {self.location.url(file)}: {error}") from None
+        except BotoCoreError as error:
+            raise PersonalizeError(f"looking at {self.location.url(file)}: {error}") from None
+
 
 def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(args)
@@ -195,17 +217,18 @@ def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     location = DatasetLocation(settings.s3_bucket, settings.s3_prefix)
     client = personalize_client(settings.region, adaptive=True)
-    reader = S3SchemaReader(s3_client(settings.region), location)
+    files = S3Datasets(s3_client(settings.region), location)
     err.print(f"applying {settings.personalize_config or 'the default config'} (datasets at {location.url('')})")
     with _reporter(err) as reporter:
         applier = ConfigApplier(
             client,
             config,
             location,
-            reader,
+            files.read_text,
             _waiter(settings, reporter),
             role_arn=settings.personalize_role_arn,
             reimport=args.reimport,
+            data_modified=files.last_modified,
             reporter=reporter,
         )
         try:

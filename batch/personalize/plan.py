@@ -6,8 +6,11 @@ duplicates. The stages, each created first and then waited on together:
 
 1. the schemas (no status) and the dataset group;
 2. the datasets and the event tracker;
-3. the import jobs (a new one only when the dataset has no ACTIVE or in-progress job, or ``reimport``),
-   the filters and the solutions;
+3. the import jobs, the filters and the solutions. A dataset is imported when it has no ACTIVE import
+   job yet, when its files (``batch datasets`` writes new ones every run) were written after its newest
+   ACTIVE import job was created, or with ``reimport``; an import job in progress is waited on (and, if
+   the files changed after it started, followed by a new one). Files unchanged since the last import
+   are not imported again, so re-running apply on the same data creates nothing;
 4. a first solution version for each solution without an ACTIVE one (FULL training);
 5. the campaigns, each on its solution's newest ACTIVE version.
 
@@ -23,7 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from batch.errors import ConfigurationError
-from batch.personalize.calls import IN_FLIGHT, RaceLostError, describer, listed, newest, service_call
+from batch.personalize.calls import IN_FLIGHT, RaceLostError, describer, listed, newest, service_call, timestamp
 from batch.personalize.config import DATASET_TYPES, DatasetConfig, DatasetType, PersonalizeConfig, SolutionConfig
 from batch.personalize.errors import PersonalizeError
 from batch.personalize.outputs import Outputs
@@ -97,6 +100,9 @@ class DatasetLocation:
 
 #: Reads a file ``batch datasets`` wrote (a schema) by its name under the dataset location.
 SchemaReader = Callable[[str], str]
+#: When the data of an import (a file, or a folder ending in ``/``, under the dataset location) was last
+#: written; None when there is none.
+DataClock = Callable[[str], datetime | None]
 
 
 @dataclass(slots=True)
@@ -105,6 +111,8 @@ class _Found:
 
     arn: str
     pending: Pending | None
+    #: An import job in progress whose files changed after it started: import again once it is done.
+    import_after: bool = False
 
 
 class ConfigApplier:
@@ -121,6 +129,7 @@ class ConfigApplier:
         *,
         role_arn: str | None,
         reimport: bool = False,
+        data_modified: DataClock | None = None,
         reporter: Reporter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -131,6 +140,9 @@ class ConfigApplier:
         self.waiter = waiter
         self.role_arn = role_arn
         self.reimport = reimport
+        #: None: the files' age is unknown, so a dataset with an ACTIVE import job is imported only with
+        #: ``reimport``.
+        self.data_modified = data_modified
         self.reporter = reporter or QuietReporter()
         self.now = now
         self.ledger = Ledger()
@@ -155,10 +167,18 @@ class ConfigApplier:
             described = self.client.describe_event_tracker(eventTrackerArn=tracker.arn)["eventTracker"]
         self.outputs.tracking_id = described.get("trackingId", "")
 
-        imports = [self._import_job(kind, config.datasets[kind], datasets[kind].arn) for kind in DATASET_TYPES]
+        imports = {kind: self._import_job(kind, config.datasets[kind], datasets[kind].arn) for kind in DATASET_TYPES}
         filters = {key: self._filter(key, group.arn) for key in config.filters}
         solutions = {key: self._solution(key, solution, group.arn) for key, solution in config.solutions.items()}
-        self._wait([*(job for job in imports if job is not None), *filters.values(), *solutions.values()])
+        self._wait([*(job for job in imports.values() if job is not None), *filters.values(), *solutions.values()])
+        # An import that was in progress read the files as they were when it started: files written since
+        # are imported now, before anything trains on them.
+        again = [
+            self._import_job(kind, config.datasets[kind], datasets[kind].arn, follow_up=True)
+            for kind, job in imports.items()
+            if job is not None and job.import_after
+        ]
+        self._wait([job for job in again if job is not None])
         self.outputs.filters = {key: found.arn for key, found in filters.items()}
         self.outputs.solutions = {key: found.arn for key, found in solutions.items()}
         updates = [self._auto_training(key, found.arn) for key, found in solutions.items()]
@@ -337,7 +357,12 @@ class ConfigApplier:
             arn_key="eventTrackerArn",
         )
 
-    def _import_job(self, kind: DatasetType, dataset: DatasetConfig, dataset_arn: str) -> _Found | None:
+    def _import_job(
+        self, kind: DatasetType, dataset: DatasetConfig, dataset_arn: str, *, follow_up: bool = False
+    ) -> _Found | None:
+        """The dataset's import: an in-progress job to wait on, nothing when its newest ACTIVE job has
+        imported the files as they are now, else a new job. ``follow_up``: the second look, after waiting
+        on a job in progress (which is then not followed up again)."""
         spec = dataset.import_
         client = self.client
         label = f"import job for {dataset.name}"
@@ -358,12 +383,29 @@ class ConfigApplier:
         running = newest([job for job in jobs if job.get("status") in IN_FLIGHT])
         if running is not None:
             arn, name = str(running["datasetImportJobArn"]), str(running["jobName"])
-            self._record(Row("import job", name, arn, "waited", str(running["status"])))
-            return _Found(arn, pending(arn, name))
+            row = Row("import job", name, arn, "waited", str(running["status"]))
+            again = not follow_up and (self.reimport or self._newer_files(spec.file, running) is not None)
+            if again:
+                row.note = (
+                    "--reimport: imported again after it" if self.reimport else "newer files: imported again after it"
+                )
+            self._record(row)
+            return _Found(arn, pending(arn, name), import_after=again)
         done = newest([job for job in jobs if job.get("status") == ACTIVE])
-        if done is not None and not self.reimport:
-            self._record(Row("import job", str(done["jobName"]), str(done["datasetImportJobArn"]), "existed", ACTIVE))
-            return None
+        note = ""
+        if done is not None:
+            if self.reimport:
+                note = "--reimport"
+            else:
+                modified = self._newer_files(spec.file, done)
+                if modified is None:
+                    self._record(
+                        Row("import job", str(done["jobName"]), str(done["datasetImportJobArn"]), "existed", ACTIVE)
+                    )
+                    return None
+                note = (
+                    f"{spec.file} written {modified.isoformat(timespec='seconds')}, after import job {done['jobName']}"
+                )
         if self.role_arn is None:
             raise ConfigurationError(
                 f"{label}: BATCH_PERSONALIZE_ROLE_ARN is not set (the IAM role Personalize assumes to read "
@@ -381,9 +423,18 @@ class ConfigApplier:
                 )["datasetImportJobArn"]
         except RaceLostError as lost:
             raise PersonalizeError(f"creating {label}: {lost}; run apply again to wait for the running job") from None
-        note = "--reimport" if done is not None else ""
         self._record(Row("import job", name, arn, "created", "CREATE PENDING", note))
         return _Found(arn, pending(arn, name))
+
+    def _newer_files(self, file: str, job: Mapping[str, Any]) -> datetime | None:
+        """When ``file`` was written, if that was after ``job`` was created (so the job did not import it);
+        None when it was not, when it is missing, or when its age is unknown (no :attr:`data_modified`)."""
+        if self.data_modified is None:
+            return None
+        modified = self.data_modified(file)
+        if modified is None or modified.timestamp() <= timestamp(job.get("creationDateTime")):
+            return None
+        return modified
 
     def _filter(self, key: str, group_arn: str) -> _Found:
         spec = self.config.filters[key]

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from batch.personalize.command import S3Datasets
+from batch.personalize.plan import DatasetLocation
 from tests.integration.support import wait_for
 from tests.platform_db_fixture import SeededDatabase
 
@@ -322,6 +325,57 @@ def test_a_second_apply_creates_nothing(applied: Applied, stack: Stack) -> None:
     assert "existed 20, created 0, waited 0, updated 0" in again.stdout
     assert json.loads((applied.folder / "again.json").read_text()) == applied.outputs
     assert counts(resources_of(stack.personalize(), "t1-lobby")) == ONE_OF_EACH
+
+
+def test_apply_imports_what_a_later_batch_datasets_wrote_and_only_that(
+    stack: Stack, datasets: Datasets, seeded_sqlite: SeededDatabase, tmp_path: Path
+) -> None:
+    """The nightly CronJob: `batch datasets` rewrites the files, then `batch personalize apply` (no
+    --reimport) imports them; apply on files it has imported already imports nothing."""
+    prefix = "datasets/nightly"
+    write_env = base_env(stack, BATCH_DATABASE_URL=seeded_sqlite.url, BATCH_S3_BUCKET=BUCKET, BATCH_S3_PREFIX=prefix)
+    env = apply_env(stack, config_file(tmp_path, "t7-lobby"), prefix=prefix)
+    personalize = stack.personalize()
+
+    def import_jobs() -> list[dict[str, Any]]:
+        return resources_of(personalize, "t7-lobby")["import jobs"]
+
+    def step(*args: str, environment: dict[str, str]) -> str:
+        done = run_batch(*args, env=environment, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    step("datasets", environment=write_env)
+    step("personalize", "apply", environment=env)
+    assert len(import_jobs()) == 3
+    unchanged = step("personalize", "apply", environment=env)
+    assert "created 0" in unchanged, unchanged
+    assert len(import_jobs()) == 3
+
+    time.sleep(1.1)  # S3's LastModified has whole seconds; the next night is hours later
+    step("datasets", environment=write_env)
+    next_night = step("personalize", "apply", environment=env)
+    jobs = import_jobs()
+    assert len(jobs) == 6, next_night
+    assert all(job["status"] == "ACTIVE" for job in jobs)
+    assert "created 3" in next_night, next_night
+    assert next_night.count("after import job") == 3, next_night
+
+
+def test_the_files_times_are_s3s_last_modified(stack: Stack, datasets: Datasets) -> None:
+    s3 = stack.s3()
+    files = S3Datasets(s3, DatasetLocation(BUCKET, "times"))
+    assert files.last_modified("items.csv") is None
+    assert files.last_modified("parts/") is None
+    s3.put_object(Bucket=BUCKET, Key="times/items.csv", Body=b"ITEM_ID\n")
+    s3.put_object(Bucket=BUCKET, Key="times/parts/1.csv", Body=b"ITEM_ID\n")
+    first = files.last_modified("parts/")
+    time.sleep(1.1)
+    s3.put_object(Bucket=BUCKET, Key="times/parts/2.csv", Body=b"ITEM_ID\n")
+    item = files.last_modified("items.csv")
+    assert item == s3.head_object(Bucket=BUCKET, Key="times/items.csv")["LastModified"]
+    newest = files.last_modified("parts/")
+    assert first is not None and newest is not None and newest > first, "a folder's time is its newest file's"
 
 
 IN_FLIGHT = ("CREATE PENDING", "CREATE IN_PROGRESS")
