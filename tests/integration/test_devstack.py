@@ -24,7 +24,7 @@ import pytest
 from botocore.config import Config
 
 from devstack import envfile
-from devstack.processes import ProcessRecord, is_alive, start_ticks, wait_until
+from devstack.processes import ProcessRecord, free_port, is_alive, start_ticks, wait_until
 from devstack.settings import DevStackSettings
 from devstack.stack import DevStack
 
@@ -395,6 +395,28 @@ def test_cli_refuses_a_taken_edge_port(tmp_path: Path) -> None:
         result = _devstack("up", "--state-dir", str(tmp_path / "s"), "--edge-port", str(port))
     assert result.returncode == 2
     assert "is taken" in result.stderr
+
+
+def _in_time_wait(port: int) -> bool:
+    """Some IPv4 socket on local port ``port`` is in TIME_WAIT (state 06 of /proc/net/tcp)."""
+    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "06" for row in rows)
+
+
+def test_cli_up_right_after_down_on_the_same_edge_port(cli_state: Path) -> None:
+    """The old edge's closed connections (TIME_WAIT for a minute) do not make the port "taken"."""
+    port = free_port()
+    assert _devstack("up", "--state-dir", str(cli_state), "--edge-port", str(port)).returncode == 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /_localstack/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        while client.recv(65536):  # to the end: the edge closes first, so its side waits in TIME_WAIT
+            pass
+    assert _devstack("down", "--state-dir", str(cli_state)).returncode == 0
+    assert _in_time_wait(port)
+
+    up = _devstack("up", "--state-dir", str(cli_state), "--edge-port", str(port))
+    assert up.returncode == 0, up.stderr
+    assert _devstack("status", "--state-dir", str(cli_state)).returncode == 0
 
 
 def test_cli_names_a_bad_setting(tmp_path: Path) -> None:
