@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -83,6 +83,9 @@ class AppServices:
     fallback_refresh_seconds: float = 30.0
     #: Called at shutdown.
     closers: list[Callable[[], None]] = field(default_factory=list)
+    #: Run in the background from the start (e.g. reading AWS credentials before the first lobby needs
+    #: them); cancelled at shutdown when still running.
+    warmups: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 class RequestMetrics:
@@ -311,9 +314,11 @@ def create_app(services: AppServices) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warmups = [asyncio.create_task(warmup()) for warmup in services.warmups]
         if store.catalog is None:
             await store.refresh()
         tasks = [
+            *warmups,
             asyncio.create_task(store.run(services.catalog_refresh_seconds)),
             asyncio.create_task(service.run_fallback_refresh(services.fallback_refresh_seconds)),
         ]

@@ -131,4 +131,5 @@ def build_services(settings: PamSettings, *, metrics: LobbyMetrics | None = None
         catalog_refresh_seconds=settings.catalog_refresh_seconds,
         fallback_refresh_seconds=settings.fallback_refresh_seconds,
         closers=closers,
+        warmups=[credentials.prefetch],
     )

@@ -5,6 +5,7 @@ counted in the metrics under the route's template either way."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from starlette.testclient import TestClient
@@ -84,3 +85,16 @@ def test_an_unexpected_error_is_a_500_problem_logged_and_counted(caplog: pytest.
         'pam_http_request_duration_seconds_count{method="GET",route="/v1/players/{player_id}/lobby",status="500"} 1.0'
         in metrics
     )
+
+
+def test_the_warmups_run_from_the_start() -> None:
+    started = threading.Event()
+
+    async def warmup() -> None:  # e.g. reading the AWS credentials before the first lobby needs them
+        started.set()
+
+    app_services = services(settings())
+    app_services.warmups.append(warmup)
+    with TestClient(create_app(app_services)) as client:
+        assert started.wait(5)
+        assert client.get(LOBBY, headers=bearer()).status_code == 200
