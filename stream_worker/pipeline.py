@@ -243,20 +243,26 @@ class ShardPipeline:
 
         Waits until the count drops to three quarters of the mark; calls ``on_wait`` about twice a
         second meanwhile (the processor checkpoints there). Returns the seconds waited. Returns
-        early on a fatal error.
+        early on a fatal error, and once the sender is stopped (:meth:`abandon`, e.g. by ``on_wait``
+        when the lease is lost): nothing in flight can finish then.
         """
         tracker = self.tracker
         if tracker.pending_units <= self._high_water:
             return 0.0
         started = self._clock()
         resume_at = self._high_water * 3 // 4
-        while tracker.pending_units > resume_at and self.fatal is None:
+        while tracker.pending_units > resume_at and not self.stopped:
             tracker.wait(0.5)
             if on_wait is not None:
                 on_wait()
         waited = self._clock() - started
         self.telemetry.backpressure_wait(waited)
         return waited
+
+    @property
+    def stopped(self) -> bool:
+        """Nothing more will be delivered: a fatal error, or the sender was stopped (abandoned)."""
+        return self.fatal is not None or self.sender.stopped
 
     def drain(self, timeout: float | None) -> bool:
         """Send everything held and wait until every record is done; False on timeout or fatal."""
@@ -265,7 +271,7 @@ class ShardPipeline:
         deadline = None if timeout is None else self._clock() + timeout
         tracker = self.tracker
         while not tracker.all_done():
-            if self.fatal is not None or self.sender.stopped:
+            if self.stopped:
                 return False
             remaining = 0.5 if deadline is None else min(0.5, deadline - self._clock())
             if remaining <= 0:

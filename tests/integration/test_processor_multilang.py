@@ -369,6 +369,37 @@ def test_a_checkpoint_refused_with_shutdown_exception_stops_the_shard(
     assert all(n == 1 for n in accepted.values())
 
 
+def test_a_lease_lost_while_process_records_waits_for_capacity_ends_the_wait(
+    tmp_path: Path, emulator: EmulatorProcess, capture_records: list[SourcedRecord]
+) -> None:
+    # Slow calls and a tiny high-water mark: process_records waits for capacity, checkpointing meanwhile;
+    # that checkpoint says the lease is gone. The sender stops, so what is in flight never finishes: the
+    # wait must end there, or the daemon can never tell the child leaseLost (the child hangs for good).
+    emulator.set_faults([latency_fault(300, operation="PutEvents")])
+    records = capture_records[5:65]
+    expectation = expect(records)
+    assert len(expectation.delivered_ids) > 3 * 20, "the batch must be far over the mark"
+    settings = {"high_water_events": 20, "initial_concurrency": 2, "max_concurrency": 2}
+    with shard_child(tmp_path, emulator, lambda _: "ShutdownException", settings=settings) as child:
+        child.driver.timeout = 10
+        started = time.monotonic()
+        try:
+            child.send(records)
+        except ProtocolError as exc:
+            pytest.fail(f"processRecords never answered after the lease was lost: {exc}")
+        took = time.monotonic() - started
+        child.driver.lease_lost()
+        assert child.driver.close() == 0
+
+    assert took < 10
+    assert len(child.checkpoints) == 1, [(c.sequence_number, c.during) for c in child.checkpoints]
+    assert child.checkpoints[0].during == "processRecords"
+    accepted = accepted_ids(emulator)
+    assert set(accepted) < set(expectation.delivered_ids), "delivery stopped with the lease"
+    assert all(n == 1 for n in accepted.values())
+    assert not [entry for entry in json_lines(child.stderr()) if entry["level"] == "critical"]
+
+
 def test_shutdown_requested_drains_and_checkpoints_the_last_record(
     tmp_path: Path, emulator: EmulatorProcess, capture_records: list[SourcedRecord]
 ) -> None:
