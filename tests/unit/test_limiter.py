@@ -103,3 +103,19 @@ def test_rate_grows_at_least_one_call_per_second_for_each_second_of_successes() 
         assert limiter.acquire()
         limiter.release(succeeded=True)
     assert limiter.rate is not None and 2.8 < limiter.rate <= 3.0
+
+
+def test_successful_calls_are_remembered_for_one_second_only() -> None:
+    # The achieved rate looks one second back; a worker that is never throttled must not keep the time
+    # of every call it ever made (100 calls/s would be hundreds of MB a day).
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(4, 4, clock=clock)
+    for _ in range(50_000):
+        clock.advance(0.01)
+        assert limiter.acquire()
+        limiter.release(succeeded=True)
+    assert len(limiter._starts) <= 101
+    # ... and what it keeps is still the rate achieved: 100 calls in the last second, 85% of it after a throttle.
+    assert limiter.acquire()
+    limiter.release(throttled=True)
+    assert limiter.rate is not None and 0.85 * 99 <= limiter.rate <= 0.85 * 101
