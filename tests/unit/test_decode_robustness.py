@@ -14,15 +14,15 @@ import time
 import pytest
 
 from clickstream.outcomes import DropReason
-from stream_worker.decode import MAX_INFLATED_BYTES, DecodedEvent, decode_record
+from stream_worker.decode import MAX_INFLATED_BYTES, MAX_LINE_BYTES, MAX_LINES_PER_RECORD, DecodedEvent, decode_record
 
 
 def _event(i: int) -> bytes:
     return json.dumps({"event_id": f"ev-{i}", "event_type": "game_launch", "session_id": "s1"}).encode()
 
 
-def _events(data: bytes) -> list[DecodedEvent]:
-    decoded = decode_record(data)
+def _events(data: bytes, **limits: int) -> list[DecodedEvent]:
+    decoded = decode_record(data, **limits)
     assert isinstance(decoded, list), f"the whole record was refused: {decoded}"
     return decoded
 
@@ -63,8 +63,8 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-def _ids(events: list[DecodedEvent]) -> list[str]:
-    return [e.data["event_id"] for e in events if e.data is not None]
+def _ids(events: list[DecodedEvent]) -> list[object]:
+    return [e.data.get("event_id") for e in events if e.data is not None]
 
 
 def test_every_gzip_member_of_a_record_is_read() -> None:
@@ -148,3 +148,59 @@ def test_the_inflated_size_limit_counts_every_member() -> None:
     exact = _gzip(b" " * (MAX_INFLATED_BYTES - 1) + b"\n")
     assert _events(exact) == []
     assert not isinstance(decode_record(exact + _gzip(b" ")), list)
+
+
+# --- how much one record may cost ------------------------------------------------------------------------
+
+
+def test_a_record_of_more_lines_than_the_limit_is_refused_whole_once() -> None:
+    # 16 KB of gzip that inflates to 5.5 million lines: without the limit, 5.5 million dead letters
+    # (1.3 GB and about 20 minutes in one processRecords call).
+    bomb = _gzip(b"{}\n" * 5_500_000)
+    assert len(bomb) < 20_000
+    started = time.process_time()
+    decoded = decode_record(bomb)
+    took = time.process_time() - started
+    assert not isinstance(decoded, list)
+    assert decoded.reason is DropReason.TOO_LARGE
+    assert decoded.detail == f"5500000 lines, more than {MAX_LINES_PER_RECORD} in one record"
+    assert took < 2.0, f"{took:.2f} s of CPU to refuse the record"
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_the_line_limit_is_inclusive_and_counts_blank_lines(gzipped: bool) -> None:
+    def record(body: bytes) -> bytes:
+        return _gzip(body) if gzipped else body
+
+    at_limit = b"\n".join([_event(1), *[b""] * 8, _event(2)])  # 10 lines, 8 of them blank
+    assert _ids(_events(record(at_limit), max_lines=10)) == ["ev-1", "ev-2"]
+    assert _ids(_events(record(at_limit + b"\n"), max_lines=10)) == ["ev-1", "ev-2"]  # a final newline ends line 10
+    over = decode_record(record(at_limit + b"\n "), max_lines=10)
+    assert not isinstance(over, list)
+    assert (over.reason, over.detail) == (DropReason.TOO_LARGE, "11 lines, more than 10 in one record")
+
+
+def test_the_default_line_limit_lets_a_full_record_of_small_events_through() -> None:
+    lines = [_event(i) for i in range(MAX_LINES_PER_RECORD)]
+    events = _events(b"\n".join(lines) + b"\n")
+    assert len(events) == MAX_LINES_PER_RECORD and all(e.failure is None for e in events)
+    assert not isinstance(decode_record(b"\n".join([*lines, _event(-1)])), list)
+
+
+def test_a_line_longer_than_the_limit_is_too_large_alone() -> None:
+    huge = b'{"event_type": "game_launch", "blob": [' + b"0," * (MAX_LINE_BYTES // 2) + b"0]}"
+    assert len(huge) > MAX_LINE_BYTES
+    events = _events(_gzip(_event(1) + b"\n" + huge + b"\n" + _event(2)))
+    assert _ids(events) == ["ev-1", "ev-2"]
+    bad = events[1]
+    assert (bad.position, bad.raw, bad.data) == (1, huge, None)
+    assert bad.failure is not None and bad.failure.reason is DropReason.TOO_LARGE
+    assert bad.failure.detail == f"a line of {len(huge)} bytes, more than {MAX_LINE_BYTES}"
+
+
+def test_the_line_size_limit_is_inclusive_and_ignores_surrounding_whitespace() -> None:
+    line = _event(1)
+    (event,) = _events(b"  " + line + b" \r", max_line_bytes=len(line))
+    assert event.data is not None and event.raw == b"  " + line + b" \r"
+    (event,) = _events(line, max_line_bytes=len(line) - 1)
+    assert event.failure is not None and event.failure.reason is DropReason.TOO_LARGE
