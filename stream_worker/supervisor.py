@@ -10,7 +10,11 @@
   plus the supervisor's own), ``/healthz`` and ``/readyz`` on ``metrics_address:metrics_port``.
 - On SIGTERM or SIGINT: sends SIGTERM to the daemon, whose shutdown hook runs KCL's graceful shutdown
   (every shard drains and checkpoints) for up to ``shutdown_grace_millis``; SIGKILL after that plus
-  :data:`KILL_MARGIN_SECONDS`, or at once on a second signal.
+  :data:`KILL_MARGIN_SECONDS`, or at once on a second signal. The handlers are installed first thing
+  in :meth:`Supervisor.run` (as a container's PID 1, a signal without a handler is not delivered at
+  all); a signal that comes before the daemon is started stops the run without starting it.
+- Is a child subreaper (Linux), so that what the daemon's children leave behind when they or the daemon
+  end is re-parented to it (as to PID 1 in the container), and reaps it: no zombies.
 
 Exit status: 0 after a graceful shutdown; 1 when the daemon died on its own, had to be killed, or
 reported that its graceful shutdown failed; 2 (from the CLI) for a configuration error.
@@ -72,6 +76,7 @@ KCL_CHILD_STDERR: Final = "Received error line from subprocess"
 _POLL_SECONDS: Final = 0.2
 _SWEEP_SECONDS: Final = 2.0
 _PR_SET_PDEATHSIG: Final = 1
+_PR_SET_CHILD_SUBREAPER: Final = 36
 _JAVA_LEVELS: Final = {
     "TRACE": logging.DEBUG,
     "DEBUG": logging.DEBUG,
@@ -284,9 +289,44 @@ class DaemonOutput:
 # --- the shard children's metrics ------------------------------------------------------------------
 
 
-_PROC_MOUNTED: Final = Path("/proc/self/stat").exists()
+def _proc_is_ours() -> bool:
+    """Whether ``/proc`` shows our pid namespace (in a new one without its own ``/proc`` mount, it shows
+    another's pids, and would name other processes)."""
+    try:
+        return str(Path("/proc/self").readlink()) == str(os.getpid())
+    except OSError:
+        return False
+
+
+_PROC_MOUNTED: Final = _proc_is_ours()
 #: What :func:`process_identity` gives a live process whose start time cannot be read (no ``/proc``).
 UNKNOWN_START: Final = -1
+
+
+#: ``/proc/PID/stat`` states of a process that has ended (a zombie waits for its parent to reap it).
+_ENDED_STATES: Final = frozenset({b"Z", b"X", b"x"})
+
+
+class _ProcUnreadableError(Exception):
+    """``/proc`` cannot tell about a pid (not mounted, or not readable)."""
+
+
+def _proc_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` from field 3 (state) on, so field N is at index N - 3; None
+    when there is no such process. Raises _ProcUnreadableError when ``/proc`` cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError) as exc:  # no such process, or it ended while read
+        if _PROC_MOUNTED:
+            return None
+        raise _ProcUnreadableError from exc
+    except OSError as exc:
+        raise _ProcUnreadableError from exc
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, hence the last ")".
+    fields = stat[stat.rfind(b")") + 1 :].split()
+    if len(fields) < 20:
+        raise _ProcUnreadableError
+    return fields
 
 
 def process_identity(pid: int) -> int | None:
@@ -297,20 +337,11 @@ def process_identity(pid: int) -> int | None:
     Without ``/proc`` (not Linux): :data:`UNKNOWN_START` for any process that exists.
     """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        if _PROC_MOUNTED:
-            return None
-    except ProcessLookupError:  # the process ended while being read
-        return None
-    except OSError:
+        fields = _proc_stat(pid)
+    except _ProcUnreadableError:
         pass
     else:
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses; the fields after the last
-        # ")" are 3 (state) onwards, so field N is at index N - 3.
-        fields = stat[stat.rfind(b")") + 1 :].split()
-        if len(fields) > 19:
-            return None if fields[0] in (b"Z", b"X", b"x") else int(fields[19])
+        return None if fields is None or fields[0] in _ENDED_STATES else int(fields[19])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -433,6 +464,34 @@ def _load_prctl() -> Any:
 
 
 _PRCTL: Final = _load_prctl()
+
+
+def become_subreaper() -> bool:
+    """Linux: descendants orphaned by their parent's end (the shard children of a dead daemon, or what
+    a shard child started) are re-parented to this process rather than to PID 1, so that it can stop
+    them and collect their exit status (:func:`reap_orphans`). False where that is not available."""
+    if _PRCTL is None:
+        return False
+    return bool(_PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def reap_orphans(keep: int | None = None) -> list[int]:
+    """Collect the exit status of every ended child but ``keep`` (the daemon, while its Popen has not
+    collected it), so none lingers as a zombie: orphans re-parented to us as a subreaper or as PID 1.
+    The supervisor starts no other child, so nothing else waits for these. Returns the pids reaped."""
+    reaped: list[int] = []
+    if not hasattr(os, "waitid"):
+        return reaped
+    while True:
+        try:  # look first (WNOWAIT): the daemon's status is its Popen's to collect
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return reaped
+        if ended is None or ended.si_pid == keep:
+            return reaped
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(ended.si_pid, os.WNOHANG)
+        reaped.append(ended.si_pid)
 
 
 class Supervisor:
@@ -663,13 +722,18 @@ class Supervisor:
 
         Raises FatalConfigurationError (naming the setting) before anything is started.
         """
+        # First of all: as a container's PID 1 we would not even receive a signal without a handler.
+        self._install_signal_handlers()
+        become_subreaper()
         self._java()  # fail before writing or starting anything
         self._jars_dir()
         server = self._bind_server()
         serving: threading.Thread | None = None
         try:
             command = self._prepare()
-            self._install_signal_handlers()
+            if self._signals:
+                log.info("stopping: a signal came before the KCL daemon was started, so it is not started")
+                return EXIT_GRACEFUL
             self._start_daemon(command)
             serving = threading.Thread(target=server.serve_forever, name="health-server", daemon=True)
             serving.start()
@@ -725,6 +789,7 @@ class Supervisor:
                 next_sweep = now + _SWEEP_SECONDS
                 if self.child_metrics is not None:
                     self.live_children = self.child_metrics.sweep()
+            reap_orphans(keep=process.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=_POLL_SECONDS)
         _stop_group(process.pid)  # leftover children may hold the daemon's output pipes open
@@ -775,6 +840,17 @@ class Supervisor:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies are not: ``killpg(pgid, 0)``
+    succeeds on them until they are reaped, and they may never be, when their parent is gone)."""
+    if _PROC_MOUNTED:
+        with contextlib.suppress(OSError, _ProcUnreadableError):
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                fields = _proc_stat(entry.name)
+                if fields is not None and fields[0] not in _ENDED_STATES and int(fields[2]) == pgid:
+                    return True
+            return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -785,7 +861,9 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _stop_group(pgid: int) -> None:
-    """SIGTERM, then SIGKILL, whatever is left in the daemon's process group (its shard children)."""
+    """SIGTERM, then SIGKILL, whatever is left in the daemon's process group (its shard children), and
+    reap those re-parented to us. Call once the daemon itself has been waited for."""
+    reap_orphans()
     if not _group_alive(pgid):
         return
     log.warning("stopping shard processes the KCL daemon left behind", extra={"process_group": pgid})
@@ -794,9 +872,14 @@ def _stop_group(pgid: int) -> None:
     deadline = time.monotonic() + LEFTOVER_GRACE_SECONDS
     while time.monotonic() < deadline and _group_alive(pgid):
         time.sleep(0.1)
+        reap_orphans()
     if _group_alive(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0  # SIGKILL is not instant either; then reap what it ended
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+    reap_orphans()
 
 
 # --- the HTTP endpoints ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +279,10 @@ def test_a_child_is_its_pid_and_start_time_so_a_reused_pid_is_swept_again(
     assert families["stream_worker_records"].samples[0].value == 2  # counters outlive their children
 
 
+def zombie(process: subprocess.Popen[bytes]) -> bool:
+    return Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_a_zombie_is_not_a_live_child(tmp_path: Path) -> None:
     metrics = ChildMetrics(tmp_path / "prometheus")
@@ -292,8 +296,7 @@ def test_a_zombie_is_not_a_live_child(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics.path)}
     process = subprocess.Popen([sys.executable, "-c", child], env=env)  # not waited for: ends as a zombie
     try:
-        stat = Path(f"/proc/{process.pid}/stat")
-        wait_until(lambda: stat.read_text().rpartition(")")[2].split()[0] == "Z", 60, "the child to be a zombie")
+        wait_until(lambda: zombie(process), 60, "the child to be a zombie")
         assert metrics.sweep() == 0
         assert metrics.exits == 1
         assert live_samples(metrics) == {}
@@ -302,6 +305,49 @@ def test_a_zombie_is_not_a_live_child(tmp_path: Path) -> None:
         assert supervisor_module.process_identity(os.getpid()) not in (None, supervisor_module.UNKNOWN_START)
     finally:
         process.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_a_process_group_of_zombies_is_not_alive() -> None:
+    leader = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        wait_until(lambda: zombie(leader), 60, "the group leader to be a zombie")
+        assert not supervisor_module._group_alive(leader.pid)
+    finally:
+        leader.wait()
+    member = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        assert supervisor_module._group_alive(member.pid)
+    finally:
+        member.kill()
+        member.wait()
+
+
+#: In a process of its own: ended children are reaped, but not the daemon (its Popen collects it).
+REAPING = """
+import json, subprocess, sys, time
+from pathlib import Path
+from stream_worker.supervisor import reap_orphans
+
+daemon = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+other = subprocess.Popen([sys.executable, "-c", "pass"])
+for process in (daemon, other):
+    stat = Path(f"/proc/{process.pid}/stat")
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+        time.sleep(0.01)
+while_daemon_unreaped = reap_orphans(keep=daemon.pid)
+code = daemon.wait()
+print(json.dumps({"other": other.pid, "daemon_code": code, "reaped": while_daemon_unreaped + reap_orphans()}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_orphans_are_reaped_and_the_daemon_status_is_left_to_its_popen() -> None:
+    result = subprocess.run([sys.executable, "-c", REAPING], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["daemon_code"] == 3
+    assert seen["reaped"] == [seen["other"]]
 
 
 def test_health_and_readiness_before_the_daemon_starts() -> None:
@@ -383,8 +429,19 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class FakeRun:
-    def __init__(self, tmp_path: Path, mode: str) -> None:
+    """``stream-worker run`` (or ``python`` with other ``argv``) around the stand-in daemon, its output in
+    a log file; ``wrapper``: a command to start it under (e.g. ``unshare``, which stays its parent)."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        mode: str,
+        *,
+        argv: Sequence[str] = ("-m", "stream_worker.cli", "run"),
+        wrapper: Sequence[str] = (),
+    ) -> None:
         self.tmp_path = tmp_path
+        self.wrapped = bool(wrapper)
         java = tmp_path / "fake-java"
         java.write_text(FAKE_DAEMON.format(python=sys.executable), encoding="utf-8")
         java.chmod(0o755)
@@ -408,10 +465,15 @@ class FakeRun:
             }
         )
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_worker.cli", "run"], env=env, stdout=log, stderr=log
-            )
+            self.process = subprocess.Popen([*wrapper, sys.executable, *argv], env=env, stdout=log, stderr=log)
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def supervisor_pid(self) -> int:
+        """The supervisor's pid (seen from here): the process started, or the wrapper's child."""
+        if not self.wrapped:
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return int(wait_until(lambda: children.read_text().split(), 30, "the wrapper to start its child")[0])
 
     def daemon(self) -> dict[str, Any]:
         def written() -> dict[str, Any] | None:
@@ -433,12 +495,12 @@ class FakeRun:
 
 
 @pytest.fixture
-def fake_run(tmp_path: Path) -> Iterator[Callable[[str], FakeRun]]:
+def fake_run(tmp_path: Path) -> Iterator[Callable[..., FakeRun]]:
     runs: list[FakeRun] = []
 
-    def start(mode: str) -> FakeRun:
+    def start(mode: str, **options: Any) -> FakeRun:
         (tmp_path / mode).mkdir()
-        run = FakeRun(tmp_path / mode, mode)
+        run = FakeRun(tmp_path / mode, mode, **options)
         runs.append(run)
         return run
 
@@ -447,7 +509,7 @@ def fake_run(tmp_path: Path) -> Iterator[Callable[[str], FakeRun]]:
         run.close()
 
 
-def test_sigterm_is_forwarded_and_a_graceful_stop_exits_0(fake_run: Callable[[str], FakeRun]) -> None:
+def test_sigterm_is_forwarded_and_a_graceful_stop_exits_0(fake_run: Callable[..., FakeRun]) -> None:
     run = fake_run("graceful")
     daemon = run.daemon()
     assert daemon["pgid"] == daemon["pid"]  # its own process group: a terminal's Ctrl-C does not reach it
@@ -477,7 +539,7 @@ def test_sigterm_is_forwarded_and_a_graceful_stop_exits_0(fake_run: Callable[[st
 
 
 def test_a_daemon_that_dies_ends_the_supervisor_with_1_and_its_children_too(
-    fake_run: Callable[[str], FakeRun],
+    fake_run: Callable[..., FakeRun],
 ) -> None:
     run = fake_run("dies")
     daemon = run.daemon()
@@ -489,7 +551,7 @@ def test_a_daemon_that_dies_ends_the_supervisor_with_1_and_its_children_too(
     assert "stopping shard processes the KCL daemon left behind" in messages
 
 
-def test_a_second_signal_kills_a_daemon_that_does_not_stop(fake_run: Callable[[str], FakeRun]) -> None:
+def test_a_second_signal_kills_a_daemon_that_does_not_stop(fake_run: Callable[..., FakeRun]) -> None:
     run = fake_run("stubborn")
     run.daemon()
     wait_until(lambda: get(run.url + "/readyz")[0] == 200, 30, "/readyz to answer 200")
@@ -505,6 +567,35 @@ def test_a_second_signal_kills_a_daemon_that_does_not_stop(fake_run: Callable[[s
     messages = [entry["msg"] for entry in run.logs()]
     assert "second signal: killing the KCL daemon now" in messages
     assert "the KCL daemon was killed: shutdown was not graceful" in messages
+
+
+#: ``stream-worker run`` that gets SIGTERM while it prepares the daemon's files (the pod is deleted
+#: while the worker starts).
+SIGNAL_WHILE_PREPARING = """
+import os, signal, sys
+from stream_worker.cli import main
+from stream_worker.supervisor import Supervisor
+
+prepare = Supervisor._prepare
+
+def prepare_after_a_signal(self):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return prepare(self)
+
+Supervisor._prepare = prepare_after_a_signal
+sys.exit(main(["run"]))
+"""
+
+
+def test_a_signal_before_the_daemon_starts_stops_the_run_without_starting_it(
+    fake_run: Callable[..., FakeRun],
+) -> None:
+    run = fake_run("graceful", argv=("-c", SIGNAL_WHILE_PREPARING))
+    assert run.process.wait(timeout=30) == 0, run.log_path.read_text()
+    assert not run.record_path.exists()  # the stand-in daemon never ran
+    messages = [entry["msg"] for entry in run.logs()]
+    assert "stopping: a signal came before the KCL daemon was started, so it is not started" in messages
+    assert "KCL daemon started" not in messages
 
 
 @pytest.mark.parametrize("problem", ["java", "jars", "port"])
