@@ -16,8 +16,11 @@
 - Is a child subreaper (Linux), so that what the daemon's children leave behind when they or the daemon
   end is re-parented to it (as to PID 1 in the container), and reaps it: no zombies.
 
-Exit status: 0 after a graceful shutdown; 1 when the daemon died on its own, had to be killed, or
-reported that its graceful shutdown failed; 2 (from the CLI) for a configuration error.
+Exit status: 0 after a graceful shutdown (the daemon exited 0, or 143 once KCL confirmed its graceful
+shutdown), or when a signal came before the daemon was started; 1 when the daemon died on its own, had
+to be killed, was killed by a signal (say the OOM killer) or ended with another status before KCL
+confirmed its graceful shutdown, or KCL reported that the shutdown failed; 2 (from the CLI) for a
+configuration error.
 
 Health: ``/healthz`` is 200 while the daemon process is alive. ``/readyz`` is 200 while the daemon is
 alive, not shutting down, KCL has logged that its worker finished initializing (it then holds or seeks
@@ -58,6 +61,8 @@ log = logging.getLogger(__name__)
 
 EXIT_GRACEFUL: Final = 0
 EXIT_DAEMON_FAILED: Final = 1
+#: The JVM's exit status after it ran its shutdown hooks (KCL's graceful shutdown) on SIGTERM.
+DAEMON_EXIT_ON_SIGTERM: Final = 128 + signal.SIGTERM
 #: How long after KCL's own grace period the daemon gets before SIGKILL.
 KILL_MARGIN_SECONDS: Final = 10.0
 #: How long leftover children of a dead daemon get between SIGTERM and SIGKILL.
@@ -801,19 +806,29 @@ class Supervisor:
     def _verdict(self, code: int) -> int:
         output = self.output
         assert output is not None
-        extra = {"daemon_exit_code": code}
+        extra: dict[str, Any] = {"daemon_exit_code": code}
         if self._killed:
             log.error("the KCL daemon was killed: shutdown was not graceful", extra=extra)
             return EXIT_DAEMON_FAILED
         if self._signalled_at is not None:
             took = round(time.monotonic() - self._signalled_at, 1)
+            confirmed = output.shutdown_complete.is_set()
+            extra = {**extra, "seconds": took, "kcl_confirmed": confirmed}
             if output.shutdown_failed.is_set():
-                log.error("the KCL daemon reported that its graceful shutdown failed", extra={**extra, "seconds": took})
+                log.error("the KCL daemon reported that its graceful shutdown failed", extra=extra)
                 return EXIT_DAEMON_FAILED
-            log.info(
-                "the KCL daemon stopped gracefully",
-                extra={**extra, "seconds": took, "kcl_confirmed": output.shutdown_complete.is_set()},
-            )
+            if code < 0:  # e.g. the kernel's OOM killer, mid-drain
+                log.error(
+                    "the KCL daemon was killed by a signal during its shutdown: not graceful",
+                    extra={**extra, "daemon_signal": _signal_name(-code)},
+                )
+                return EXIT_DAEMON_FAILED
+            # The JVM exits 128 + 15 after its shutdown hooks ran on SIGTERM; KCL's hook logs the
+            # confirmation once every shard has drained and checkpointed.
+            if code != 0 and not (confirmed and code == DAEMON_EXIT_ON_SIGTERM):
+                log.error("the KCL daemon ended without KCL confirming its graceful shutdown", extra=extra)
+                return EXIT_DAEMON_FAILED
+            log.info("the KCL daemon stopped gracefully", extra=extra)
             return EXIT_GRACEFUL
         log.critical("the KCL daemon exited on its own", extra=extra)
         return EXIT_DAEMON_FAILED
@@ -837,6 +852,13 @@ class Supervisor:
                 shutil.rmtree(self.child_metrics.path, ignore_errors=True)
             with contextlib.suppress(OSError):
                 self._run_dir.rmdir()
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def _group_alive(pgid: int) -> bool:

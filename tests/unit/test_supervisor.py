@@ -382,6 +382,8 @@ def on_term(signum, frame):
     if mode == "stubborn":
         log("INFO", "ignoring SIGTERM")
         return
+    if mode == "unconfirmed":  # like the JVM on SIGTERM before KCL's shutdown hook is in place
+        os._exit(143)
     log("INFO", "Process terminated, will initiate shutdown.")
     log("INFO", "Process shutdown is complete.")
     os._exit(143)
@@ -567,6 +569,40 @@ def test_a_second_signal_kills_a_daemon_that_does_not_stop(fake_run: Callable[..
     messages = [entry["msg"] for entry in run.logs()]
     assert "second signal: killing the KCL daemon now" in messages
     assert "the KCL daemon was killed: shutdown was not graceful" in messages
+
+
+def test_a_daemon_killed_by_a_signal_while_it_drains_is_not_a_graceful_stop(
+    fake_run: Callable[..., FakeRun],
+) -> None:
+    run = fake_run("stubborn")
+    daemon = run.daemon()
+    wait_until(lambda: get(run.url + "/readyz")[0] == 200, 30, "/readyz to answer 200")
+    run.process.send_signal(signal.SIGTERM)
+    wait_until(
+        lambda: any(e["msg"] == "ignoring SIGTERM" for e in run.logs()), 30, "the daemon to get the forwarded SIGTERM"
+    )
+    os.kill(daemon["pid"], signal.SIGKILL)  # say the OOM killer, mid-drain
+    assert run.process.wait(timeout=30) == 1
+    messages = {entry["msg"]: entry for entry in run.logs()}
+    assert "the KCL daemon stopped gracefully" not in messages
+    killed = messages["the KCL daemon was killed by a signal during its shutdown: not graceful"]
+    assert killed["daemon_exit_code"] == -signal.SIGKILL
+    assert killed["daemon_signal"] == "SIGKILL"
+    assert killed["kcl_confirmed"] is False
+
+
+def test_a_daemon_that_ends_without_kcl_confirming_its_shutdown_is_not_a_graceful_stop(
+    fake_run: Callable[..., FakeRun],
+) -> None:
+    run = fake_run("unconfirmed")
+    run.daemon()
+    wait_until(lambda: get(run.url + "/readyz")[0] == 200, 30, "/readyz to answer 200")
+    run.process.send_signal(signal.SIGTERM)
+    assert run.process.wait(timeout=30) == 1
+    messages = {entry["msg"]: entry for entry in run.logs()}
+    ended = messages["the KCL daemon ended without KCL confirming its graceful shutdown"]
+    assert ended["daemon_exit_code"] == 143
+    assert ended["kcl_confirmed"] is False
 
 
 #: ``stream-worker run`` that gets SIGTERM while it prepares the daemon's files (the pod is deleted
