@@ -5,7 +5,8 @@
   Ctrl-C reaches the supervisor alone. The daemon starts one ``stream-worker process`` child per lease.
 - Re-emits the daemon's output as JSON log lines on stderr: KCL's own lines with their level, the
   children's lines (KCL echoes their stderr) as the children wrote them. KCL also logs every child line
-  at ERROR as "Received error line from subprocess"; those duplicates are dropped.
+  at ERROR as "Received error line from subprocess"; those duplicates are dropped. A line longer than
+  :data:`MAX_LINE_BYTES` is cut there and marked (the rest of it is read and dropped).
 - Serves ``/metrics`` (the children's metrics from ``PROMETHEUS_MULTIPROC_DIR``, emptied at start,
   plus the supervisor's own), ``/healthz`` and ``/readyz`` on ``metrics_address:metrics_port``.
 - On SIGTERM or SIGINT: sends SIGTERM to the daemon, whose shutdown hook runs KCL's graceful shutdown
@@ -77,6 +78,11 @@ KCL_SHUTDOWN_COMPLETE: Final = "Process shutdown is complete."
 KCL_SHUTDOWN_FAILED: Final = "Encountered an error during shutdown."
 KCL_CHILD_EXITED: Final = "Child process exited with value:"
 KCL_CHILD_STDERR: Final = "Received error line from subprocess"
+
+#: The longest line of the daemon's output relayed (a longer one is cut, so a huge line costs bounded
+#: memory); TRUNCATED_MARK ends a cut line.
+MAX_LINE_BYTES: Final = 1 << 20
+TRUNCATED_MARK: Final = " ... [line cut: {dropped} more bytes not relayed]"
 
 _POLL_SECONDS: Final = 0.2
 _SWEEP_SECONDS: Final = 2.0
@@ -279,16 +285,34 @@ class DaemonOutput:
         self._emit(level, "stderr", line, created=None, pid=None, fields={"source": "daemon-stderr"})
 
     def pump(self, stream: IO[bytes], handle_line: Any) -> None:
-        """Read ``stream`` to its end, one line at a time (for a reader thread)."""
+        """Read ``stream`` to its end, one line at a time (for a reader thread). A line longer than
+        :data:`MAX_LINE_BYTES` is relayed cut there, marked, and the rest of it read and dropped."""
         try:
-            for raw in iter(stream.readline, b""):
+            while raw := stream.readline(MAX_LINE_BYTES):
+                dropped = 0
+                if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    dropped = _skip_rest_of_line(stream)
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if dropped:
+                    line += TRUNCATED_MARK.format(dropped=dropped)
                 try:
-                    handle_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                    handle_line(line)
                 except Exception:  # never let one odd line end the relay
                     log.exception("could not relay a line of the daemon's output")
         finally:
             with contextlib.suppress(OSError):
                 stream.close()
+
+
+def _skip_rest_of_line(stream: IO[bytes]) -> int:
+    """Read ``stream`` to the end of the current line, a bounded piece at a time; returns how many bytes
+    of the line were dropped (not counting its line break)."""
+    dropped = 0
+    while piece := stream.readline(MAX_LINE_BYTES):
+        if piece.endswith(b"\n"):
+            return dropped + len(piece.rstrip(b"\r\n"))
+        dropped += len(piece)
+    return dropped
 
 
 # --- the shard children's metrics ------------------------------------------------------------------

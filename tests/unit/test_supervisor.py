@@ -4,6 +4,7 @@ given as STREAM_WORKER_JAVA). ``tests/integration/test_supervisor.py`` runs the 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -169,6 +171,45 @@ def test_other_stderr_lines_get_a_level_by_their_look(
     assert [(r.levelname, r.getMessage(), r.__dict__["source"]) for r in captured.records] == [
         (level, line, "daemon-stderr")
     ]
+
+
+def test_a_huge_line_is_relayed_cut_and_the_lines_after_it_whole() -> None:
+    limit = supervisor_module.MAX_LINE_BYTES
+    mark = supervisor_module.TRUNCATED_MARK
+    stream = io.BytesIO(
+        b"before\n"
+        + b"x" * (3 * limit + 123)
+        + b"\n"
+        + b"y" * limit  # exactly the limit, then its line break: whole
+        + b"\r\n"
+        + b"after\n"
+        + b"z" * (limit + 5)  # no line break before the end
+    )
+    lines: list[str] = []
+    DaemonOutput(daemon_pid=1).pump(stream, lines.append)
+    assert lines == [
+        "before",
+        "x" * limit + mark.format(dropped=2 * limit + 123),
+        "y" * limit,
+        "after",
+        "z" * limit + mark.format(dropped=5),
+    ]
+    assert stream.closed
+
+
+def test_a_huge_line_costs_bounded_memory() -> None:
+    limit = supervisor_module.MAX_LINE_BYTES
+    huge = b'{"level":"error","msg":"' + b"x" * (32 * limit) + b'"}'
+    stream = io.BytesIO(huge + b"\nnext\n")
+    lengths: list[int] = []
+    tracemalloc.start()
+    try:
+        DaemonOutput(daemon_pid=1).pump(stream, lambda line: lengths.append(len(line)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * limit, f"{peak / limit:.1f} times the longest line relayed"
+    assert lengths == [limit + len(supervisor_module.TRUNCATED_MARK.format(dropped=len(huge) - limit)), 4]
 
 
 def test_slf4j_placeholders() -> None:
