@@ -403,16 +403,17 @@ class ChildMetrics:
         for stale in self.path.glob("*.db"):
             stale.unlink(missing_ok=True)
 
-    def _pids(self) -> set[int]:
+    def _pids(self) -> tuple[set[int], set[int]]:
+        """The pids that have metric files, and those of them with live gauge files."""
         pids: set[int] = set()
+        live_gauges: set[int] = set()
         for file in self.path.glob("*.db"):
-            tail = file.stem.rsplit("_", 1)[-1]
+            kind, _, tail = file.stem.rpartition("_")
             if tail.isdigit():
                 pids.add(int(tail))
-        return pids
-
-    def _has_live_gauges(self, pid: int) -> bool:
-        return any(self.path.glob(f"gauge_live*_{pid}.db"))
+                if kind.startswith("gauge_live"):
+                    live_gauges.add(int(tail))
+        return pids, live_gauges
 
     def _mark_dead(self, pid: int) -> None:
         mark_process_dead(pid, str(self.path))  # type: ignore[no-untyped-call]
@@ -425,7 +426,10 @@ class ChildMetrics:
         """Mark children that have exited as dead (their live gauges go); returns the live count."""
         with self._lock:
             live = 0
-            for pid in self._pids():
+            pids, live_gauges = self._pids()
+            for pid in pids:
+                if pid in self._dead and pid not in live_gauges:
+                    continue  # whatever has the pid now writes no live gauges: not a child of ours
                 holder = process_identity(pid)
                 if pid in self._children:
                     if holder == self._children[pid]:
@@ -433,14 +437,8 @@ class ChildMetrics:
                     else:  # ended (or a zombie, or the pid already went to another process)
                         self._mark_dead(pid)
                     continue
-                if pid in self._dead:
-                    if not self._has_live_gauges(pid):
-                        continue  # a process that has the pid now but writes no metrics is not ours
-                    # Live gauges again after they were removed: a new child was given the pid.
+                if pid in self._dead:  # live gauges again after they were removed: a new child
                     self._dead.discard(pid)
-                    if holder is None:
-                        self._mark_dead(pid)  # ... and has ended already
-                        continue
                     log.info("new shard process with the pid of an ended one", extra={"child_pid": pid})
                 if holder is None:
                     self._mark_dead(pid)
