@@ -20,9 +20,9 @@ MAX_INFLATED_BYTES: Final = 16 * 1024 * 1024
 #: near it: producers put one event or a few in a record, and at the smallest events of this schema
 #: (about 140 bytes) a record of 1 MiB, the most Kinesis takes, holds some 7,500 lines.
 MAX_LINES_PER_RECORD: Final = 10_000
-#: A line longer than this (after inflation) is refused alone, unparsed: it cannot be one event, as a
-#: Kinesis record (which an event fits in uncompressed) is at most 1 MiB; parsed, it could take
-#: hundreds of MB of objects.
+#: A line longer than this (after inflation) is refused alone, unparsed. A real event is a few hundred
+#: bytes, and one sent uncompressed could not exceed a Kinesis record (1 MiB); parsed, such a line could
+#: take hundreds of MB of objects.
 MAX_LINE_BYTES: Final = 1024 * 1024
 
 
