@@ -5,7 +5,9 @@ A group becomes ready when it is full, when its session ended (a logout), or onc
 latency is already lost and fewer, fuller calls drain the backlog sooner. When the shard catches up,
 the groups the backlog left open are ready at once: their events have waited in the stream far longer
 than a linger, and holding them longer would only delay the end of the catch-up. When more than
-``max_held`` events wait, the oldest groups are ready at once, so memory stays bounded.
+``max_held`` events wait, the oldest groups are ready at once, so memory stays bounded. And while the
+producer is blocked by backpressure (:meth:`set_blocked`), every group is ready: no event can join
+one until the producer resumes, so lingering would only hold back the deliveries it is waiting for.
 
 Outside a backlog the linger is also measured on the stream's clock: the processor tells the batcher
 how far the shard has been read (its *horizon*: the read's time less millisBehindLatest), and a group
@@ -99,6 +101,7 @@ class SessionBatcher:
         self._held = 0
         self._flush_all = False
         self._behind = False
+        self._blocked = False
         self._horizon = -math.inf
         self._cond = threading.Condition()
 
@@ -139,6 +142,13 @@ class SessionBatcher:
                 self._horizon = horizon
                 self._cond.notify_all()
 
+    def set_blocked(self, blocked: bool) -> None:
+        """Whether the producer waits for capacity: meanwhile every group is ready, full or not."""
+        with self._cond:
+            self._blocked = blocked
+            if blocked:
+                self._cond.notify_all()
+
     def end_session(self, key: tuple[str | None, str]) -> None:
         """The session ended: its open group is ready now."""
         with self._cond:
@@ -148,7 +158,7 @@ class SessionBatcher:
                 self._cond.notify()
 
     def _first_ready(self, first: _Group) -> bool:
-        if self._flush_all or first.opened + self._linger <= self._clock():
+        if self._flush_all or self._blocked or first.opened + self._linger <= self._clock():
             return True
         if not self._behind and first.arrived is not None and first.arrived + self._linger <= self._horizon:
             return True
@@ -163,7 +173,8 @@ class SessionBatcher:
     def wait_ready(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until a batch is ready to be taken; True if one is.
 
-        A ready batch stays ready (it can only grow) until someone takes it.
+        A ready batch stays ready (it can only grow) until someone takes it, unless the linger grows
+        meanwhile (a backlog begins) or the producer it was ready for resumes (:meth:`set_blocked`).
         """
         with self._cond:
             deadline = self._clock() + timeout

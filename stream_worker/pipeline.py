@@ -251,10 +251,18 @@ class ShardPipeline:
             return 0.0
         started = self._clock()
         resume_at = self._high_water * 3 // 4
-        while tracker.pending_units > resume_at and not self.stopped:
-            tracker.wait(0.5)
-            if on_wait is not None:
-                on_wait()
+        # Nothing can join the open groups while we wait: let them all go now, rather than wait their
+        # linger (whatever the batcher may hold, e.g. with a mark so small that max_held is not below
+        # resume_at), and write the buffered dead letters.
+        self._batcher.set_blocked(True)
+        self._dead_letters.flush()
+        try:
+            while tracker.pending_units > resume_at and not self.stopped:
+                tracker.wait(0.5)
+                if on_wait is not None:
+                    on_wait()
+        finally:
+            self._batcher.set_blocked(False)
         waited = self._clock() - started
         self.telemetry.backpressure_wait(waited)
         return waited

@@ -260,3 +260,31 @@ def test_a_waiting_taker_wakes_when_the_horizon_moves() -> None:
     taker.join(timeout=10.0)
     assert not taker.is_alive(), "the taker must wake on the horizon, not wait out the 30 s linger"
     assert taken == [["a"]]
+
+
+def test_while_the_producer_is_blocked_every_group_is_ready() -> None:
+    clock = FakeClock()
+    batcher = behind_batcher(clock)
+    batcher.add(pending("a", "p1", "s1"))
+    batcher.add(pending("b", "p2", "s2"))
+    assert batcher.take(timeout=0) is None, "a 20 s backlog linger: nothing ready yet"
+    batcher.set_blocked(True)  # backpressure: nothing can join these groups until it ends
+    assert ids(batcher.take(timeout=0)) == ["a"]
+    batcher.set_blocked(False)
+    assert batcher.take(timeout=0) is None, "the producer resumed: the others linger again"
+    batcher.add(pending("c", "p2", "s2"))
+    clock.now += 20.0
+    assert ids(batcher.take(timeout=0)) == ["b", "c"]
+
+
+def test_a_waiting_taker_wakes_when_the_producer_blocks() -> None:
+    batcher = behind_batcher(FakeClock())
+    batcher.add(pending("a", "p1", "s1"))
+    taken: list[list[str]] = []
+    taker = threading.Thread(target=lambda: taken.append(ids(batcher.take(timeout=5))))
+    taker.start()
+    taker.join(0.2)
+    assert taker.is_alive()
+    batcher.set_blocked(True)
+    taker.join(2)
+    assert taken == [["a"]]

@@ -163,3 +163,34 @@ def test_process_records_returns_when_the_lease_is_lost_while_it_waits_for_capac
     finally:
         gate.set()
         pipeline.close()
+
+
+# --- F7: a high-water mark at or near its minimum ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("high_water", [10, 11, 12, 13, 20])
+def test_a_small_high_water_mark_does_not_wait_a_linger_for_an_instant_personalize(high_water: int) -> None:
+    # The batcher may hold max(10, 2/3 of the mark) events before it lets groups go early; with a mark
+    # of 10-13 that is more than the three quarters the wait resumes at: the wait must not depend on
+    # their linger (20 s in a backlog, 60 s here).
+    client = ScriptedClient()
+    pipeline, _ = make_pipeline(client, MemoryDeadLetters(), high_water=high_water)
+    pipeline._batcher._normal_linger = pipeline._batcher._linger = 60.0
+    records = [InputRecord(line(i, f"s{i}"), str(i), 0, "pk", None) for i in range(1, high_water + 2)]
+    waited: list[float] = []
+
+    def produce() -> None:
+        pipeline.accept(records)
+        waited.append(pipeline.wait_for_capacity())
+
+    try:
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        producer.join(5)
+        assert not producer.is_alive(), "process_records waited for a linger while Personalize answers at once"
+        assert waited and waited[0] < 2
+        assert pipeline.tracker.pending_units <= high_water * 3 // 4
+        assert pipeline.drain(timeout=5)
+        assert sorted(client.accepted_ids) == sorted(f"ev-{i}" for i in range(1, high_water + 2))
+    finally:
+        pipeline.close()
