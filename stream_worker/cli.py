@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from stream_worker import early_signals
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.logs import configure_logging
 from stream_worker.settings import load_settings
@@ -128,6 +129,8 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if not args.print_properties:
+        early_signals.catch()  # main(["run"]) called from Python: argv did not say so at import
     from stream_worker.supervisor import Supervisor
 
     settings = load_settings(metrics_port=args.metrics_port)
@@ -135,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_properties:
         print(supervisor.properties_text(), end="")
         return 0
-    return supervisor.run()
+    return supervisor.run(early_signals=early_signals.EARLY_SIGNALS)
 
 
 if __name__ == "__main__":

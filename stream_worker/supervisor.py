@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -744,13 +744,16 @@ class Supervisor:
             reader.start()
         log.info("KCL daemon started", extra={"daemon_pid": self.process.pid, "command": command})
 
-    def run(self) -> int:
+    def run(self, early_signals: Sequence[int] = ()) -> int:
         """Start everything, supervise until the daemon ends; returns the exit status.
 
+        ``early_signals``: stop signals caught before this was called (``stream-worker run`` catches
+        them from its first import on); read after this installs its own handlers, so none is missed.
         Raises FatalConfigurationError (naming the setting) before anything is started.
         """
         # First of all: as a container's PID 1 we would not even receive a signal without a handler.
         self._install_signal_handlers()
+        self._signals += len(early_signals)
         become_subreaper()
         self._java()  # fail before writing or starting anything
         self._jars_dir()

@@ -675,6 +675,32 @@ def test_a_signal_before_the_daemon_starts_stops_the_run_without_starting_it(
     assert "KCL daemon started" not in messages
 
 
+#: ``stream-worker run`` that gets SIGTERM while it loads its settings, before the supervisor exists.
+SIGNAL_WHILE_LOADING_SETTINGS = """
+import os, signal, sys
+import stream_worker.cli as cli
+
+load_settings = cli.load_settings
+
+def load_settings_after_a_signal(**overrides):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return load_settings(**overrides)
+
+cli.load_settings = load_settings_after_a_signal
+sys.exit(cli.main(["run"]))
+"""
+
+
+def test_a_signal_while_run_loads_its_settings_stops_the_run_without_starting_the_daemon(
+    fake_run: Callable[..., FakeRun],
+) -> None:
+    run = fake_run("graceful", argv=("-c", SIGNAL_WHILE_LOADING_SETTINGS))
+    assert run.process.wait(timeout=30) == 0, run.log_path.read_text()
+    assert not run.record_path.exists()  # the stand-in daemon never ran
+    messages = [entry["msg"] for entry in run.logs()]
+    assert "stopping: a signal came before the KCL daemon was started, so it is not started" in messages
+
+
 @pytest.mark.parametrize("problem", ["java", "jars", "port"])
 def test_what_stops_run_from_starting_is_named_and_exits_2(problem: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_WORKER_", "PROMETHEUS_MULTIPROC"))}
