@@ -3,10 +3,11 @@
 ``batch datasets`` reads items, users and interactions from the platform database (any SQLAlchemy URL,
 ``BATCH_DATABASE_URL``, with the SQL of ``BATCH_QUERIES_FILE``), normalizes interactions as the stream
 does, and writes the Personalize dataset CSVs, their schemas, the lobby's ``games.json`` and a
-manifest to ``s3://$BATCH_S3_BUCKET/$BATCH_S3_PREFIX/`` or to a folder (``--out``). It then checks the
-dataset minimums. Exit status: 0 done and ready for training, 1 the minimums are not met (unless
-``--allow-small``), 2 a wrong setting, argument, queries or mapping file, 3 the database or the output
-failed.
+manifest to ``s3://$BATCH_S3_BUCKET/$BATCH_S3_PREFIX/`` or to a folder (``--out``). The files are
+published only when the checks pass: a lobby catalog with games, and the dataset minimums of training
+(``--allow-small`` publishes below them); otherwise the previous files stay as they were. Exit status:
+0 published, 1 not published (a check failed: each is named with its cause), 2 a wrong setting,
+argument, queries or mapping file, 3 the database or the output failed (nothing published).
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_datasets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     datasets = commands.add_parser(
         "datasets",
-        help="write the Personalize datasets, schemas and games.json; check the training minimums",
-        description="Write the Personalize datasets, their schemas and games.json, then check the minimums.",
+        help="write the Personalize datasets, schemas and games.json; publish them if the checks pass",
+        description="Write the Personalize datasets, their schemas and games.json; check the catalog and the "
+        "training minimums; publish the files only if the checks pass.",
     )
     where = datasets.add_mutually_exclusive_group()
     where.add_argument("--out", type=Path, default=None, help="write to this local folder instead of S3")
@@ -66,7 +68,9 @@ def _add_datasets(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     datasets.add_argument("--mapping", type=Path, default=None, help="event mapping (default: $BATCH_MAPPING_FILE)")
     datasets.add_argument("--chunk-size", type=int, default=None, help="rows fetched at a time (default 5000)")
     datasets.add_argument(
-        "--allow-small", action="store_true", help="exit 0 even when the datasets are below the training minimums"
+        "--allow-small",
+        action="store_true",
+        help="publish the datasets (exit 0) even when they are below the training minimums (never an empty catalog)",
     )
     datasets.set_defaults(run=_datasets)
 
@@ -125,17 +129,17 @@ def _datasets(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"datasets from {source.shown_url} to {sink.location('')}")
         with _progress(err) as progress:
             builder = DatasetBuilder(
-                source, sink, queries, mapping, dedup_memory=settings.dedup_memory, progress=progress
+                source,
+                sink,
+                queries,
+                mapping,
+                dedup_memory=settings.dedup_memory,
+                progress=progress,
+                allow_small=args.allow_small,
             )
             summary = builder.run()
     _report(summary, out)
-    if summary.minimums.ok:
-        return EXIT_OK
-    if args.allow_small:
-        out.print("--allow-small: the datasets are written anyway; training on them will fail.")
-        return EXIT_OK
-    out.print("Exit status 1: pass --allow-small to accept datasets below the minimums.")
-    return EXIT_NOT_READY
+    return _verdict(summary, args.allow_small, out)
 
 
 def _report(summary: DatasetsSummary, out: Console) -> None:
@@ -144,6 +148,26 @@ def _report(summary: DatasetsSummary, out: Console) -> None:
     out.print()
     for line in summary.minimums.lines():
         out.print(line)
+
+
+def _verdict(summary: DatasetsSummary, allow_small: bool, out: Console) -> int:
+    """Say whether the files were published and, if not, why and what to do; returns the exit status."""
+    out.print()
+    if summary.published:
+        out.print(f"Published to {summary.location}")
+        if summary.problems:
+            failed = ", ".join(problem.check for problem in summary.problems)
+            out.print(f"--allow-small: published although these checks failed: {failed}.")
+        return EXIT_OK
+    blocking = summary.blocking(allow_small)
+    out.print(f"NOT published: {summary.location} is left as it was.")
+    for problem in blocking:
+        out.print(f"  - {problem.message}")
+    if all(problem.overridable for problem in blocking):
+        out.print("Exit status 1; pass --allow-small to publish datasets that fail these minimums anyway.")
+    else:
+        out.print("Exit status 1.")
+    return EXIT_NOT_READY
 
 
 def main(argv: Sequence[str] | None = None) -> int:

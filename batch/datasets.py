@@ -9,8 +9,13 @@ normalization for interactions) -> CSV lines -> :mod:`.sinks` (S3 multipart uplo
 - ``items.schema.json``, ``users.schema.json``, ``interactions.schema.json``: their Avro schemas;
 - ``games.json``: the catalog the lobby shows;
 - ``manifest.json``, written last: counts, drops by reason, the minimums and whether training may start.
-  The previous run's manifest is deleted first, so a manifest is there only beside a complete set of
-  files (a failed run leaves none).
+
+Every file is staged first (:meth:`~batch.sinks.DatasetSink.stage`) and published only when the checks
+pass: the lobby catalog is not empty (an empty ``games.json`` would empty every lobby; no option
+publishes one) and the datasets meet the training minimums (unless ``allow_small``). A run that fails
+or is refused publishes nothing: the previous run's files stay as they were, manifest included. When
+publishing, the previous manifest is deleted first and the new one written last, so a manifest is there
+only beside a complete set of files.
 """
 
 from __future__ import annotations
@@ -61,11 +66,23 @@ class DatasetCounts:
         return {"read": self.read, "written": self.written, "dropped": dict(self.dropped.most_common())}
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A reason not to publish the datasets: which check failed, why, and what to do."""
+
+    check: str
+    message: str
+    #: ``allow_small`` publishes anyway (a training minimum); False: nothing does (an empty catalog).
+    overridable: bool
+
+
 @dataclass(slots=True)
 class DatasetsSummary:
-    """What ``batch datasets`` read, wrote and found."""
+    """What ``batch datasets`` read, wrote and found, and whether it published the files."""
 
     database: str
+    #: Where the files are published (the output folder or ``s3://bucket/prefix/``).
+    location: str = ""
     items: DatasetCounts = field(default_factory=DatasetCounts)
     users: DatasetCounts = field(default_factory=DatasetCounts)
     interactions: DatasetCounts = field(default_factory=DatasetCounts)
@@ -73,11 +90,38 @@ class DatasetsSummary:
     files: list[OutputFile] = field(default_factory=list)
     stats: InteractionStats | None = None
     seconds: float = 0.0
+    #: Every failed check (those ``allow_small`` accepted included).
+    problems: list[Problem] = field(default_factory=list)
+    published: bool = False
 
     @property
     def minimums(self) -> MinimumsReport:
         assert self.stats is not None, "the interactions have not been written yet"
         return self.stats.report()
+
+    def check(self) -> list[Problem]:
+        """The failed checks, the catalog's first."""
+        problems: list[Problem] = []
+        if self.catalog_games == 0:
+            problems.append(
+                Problem(
+                    "lobby catalog",
+                    "the lobby catalog would be empty: the catalog query returned no games, and an empty "
+                    "games.json empties every lobby. Is the database (BATCH_DATABASE_URL, --database-url) the "
+                    "platform's, with enabled games?",
+                    overridable=False,
+                )
+            )
+        problems.extend(
+            Problem(check.name, check.advice or f"{check.name}: {check.actual:,}", overridable=True)
+            for check in self.minimums.checks
+            if not check.ok
+        )
+        return problems
+
+    def blocking(self, allow_small: bool) -> list[Problem]:
+        """The problems that keep the files from being published."""
+        return [problem for problem in self.problems if not (allow_small and problem.overridable)]
 
     def to_json(self) -> dict[str, Any]:
         stats = self.stats
@@ -123,7 +167,7 @@ class DatasetsSummary:
             lines.append(f"  users:          {stats.users:,} ({stats.users_with_two:,} with 2 or more)")
             lines.append(f"  time span:      {stats.span()}")
         lines.append(f"lobby catalog:    {self.catalog_games:,} games")
-        lines.append("files:")
+        lines.append("files:" if self.published else "files (not published):")
         lines.extend(f"  {output.location}  ({output.size:,} bytes)" for output in self.files)
         lines.append(f"took:             {self.seconds:.1f} s")
         return lines
@@ -165,12 +209,15 @@ class DatasetBuilder:
         columnar: bool | None = None,
         arrow_reader: bool | None = None,
         parallel: bool | None = None,
+        allow_small: bool = False,
     ) -> None:
         self.source = source
         self.sink = sink
         self.queries = queries
         self.mapping = mapping
         self.progress = progress
+        #: Publish datasets below the training minimums (never an empty catalog).
+        self.allow_small = allow_small
         self.interaction_transform = InteractionTransform(mapping, queries.interactions.metadata, memory=dedup_memory)
         #: Interactions as columns, a chunk at a time (None: BATCH_COLUMNAR decides, true by default).
         self.columnar = load_settings().columnar if columnar is None else columnar
@@ -179,23 +226,34 @@ class DatasetBuilder:
         #: The columnar path reads and prepares chunks in two more threads (None: BATCH_PARALLEL, true).
         self.parallel = load_settings().parallel if parallel is None else parallel
         self.columnar_interactions = ColumnarInteractions(mapping, queries.interactions.metadata, memory=dedup_memory)
-        self.summary = DatasetsSummary(database=source.shown_url)
+        self.summary = DatasetsSummary(database=source.shown_url, location=sink.location(""))
 
     def run(self) -> DatasetsSummary:
-        """Write every file (the manifest last); raises :class:`~batch.errors.BatchError` subclasses."""
+        """Write every file, staged; publish them (the manifest last) if the checks pass. Returns the
+        summary (``published``, ``problems``); raises :class:`~batch.errors.BatchError` subclasses, having
+        published nothing."""
         started = time.monotonic()
         self.interaction_transform.check(self.queries.interactions.sources)
         self.sink.check()
-        self.sink.remove(MANIFEST_JSON)
-        item_ids = self._records("items", self.queries.items, ITEMS_CSV, self.summary.items, keep_ids=True)
-        self._records("users", self.queries.users, USERS_CSV, self.summary.users, keep_ids=False)
-        self.summary.stats = self._interactions(item_ids)
-        self._catalog()
-        self._schemas()
-        self.summary.seconds = time.monotonic() - started
-        manifest = json.dumps(self.summary.to_json(), indent=2).encode("utf-8") + b"\n"
-        self.summary.files.append(self.sink.write_bytes(MANIFEST_JSON, manifest, JSON_TYPE))
-        return self.summary
+        try:
+            item_ids = self._records("items", self.queries.items, ITEMS_CSV, self.summary.items, keep_ids=True)
+            self._records("users", self.queries.users, USERS_CSV, self.summary.users, keep_ids=False)
+            self.summary.stats = self._interactions(item_ids)
+            self._catalog()
+            self._schemas()
+            self.summary.problems = self.summary.check()
+            if self.summary.blocking(self.allow_small):
+                self.summary.seconds = time.monotonic() - started
+                return self.summary
+            self.sink.remove(MANIFEST_JSON)
+            self.sink.publish()
+            self.summary.published = True
+            self.summary.seconds = time.monotonic() - started
+            manifest = json.dumps(self.summary.to_json(), indent=2).encode("utf-8") + b"\n"
+            self.summary.files.append(self.sink.write_bytes(MANIFEST_JSON, manifest, JSON_TYPE))
+            return self.summary
+        finally:
+            self.sink.discard()  # what is still staged: all of it when refused or failed
 
     def _counter(self, name: str, counts: DatasetCounts) -> _Counted:
         return _Counted(name, counts, self.progress, self.source.chunk_size)
@@ -206,7 +264,7 @@ class DatasetBuilder:
         transform = RecordTransform(query, what=name)
         counted = self._counter(name, counts)
         ids: set[str] = set()
-        with self.sink.open(file_name, CSV_TYPE) as output, text_stream(output) as text:
+        with self.sink.stage(file_name, CSV_TYPE) as output, text_stream(output) as text:
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(transform.header)
             for row in counted(self.source.rows(query.sql, what=name)):
@@ -232,7 +290,7 @@ class DatasetBuilder:
         counts = self.summary.interactions
         stats = InteractionStats(known_items=item_ids)
         counted = self._counter("interactions", counts)
-        with self.sink.open(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
+        with self.sink.stage(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(transform.header)
             for source in self.queries.interactions.sources:
@@ -261,7 +319,7 @@ class DatasetBuilder:
             if self.progress is not None and counts.read // every != before // every:
                 self.progress("interactions", counts.read, False)
 
-        with self.sink.open(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
+        with self.sink.stage(INTERACTIONS_CSV, CSV_TYPE) as output, text_stream(output) as text:
             csv.writer(text, lineterminator="\n").writerow(columnar.header)
             for source in self.queries.interactions.sources:
                 size, what = max(self.source.chunk_size, COLUMNAR_CHUNK), f"interactions ({source.name})"
@@ -280,7 +338,7 @@ class DatasetBuilder:
     def _catalog(self) -> None:
         query = self.queries.catalog
         head = {"version": 1, "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        with self.sink.open(CATALOG_JSON, JSON_TYPE) as output, text_stream(output) as text:
+        with self.sink.stage(CATALOG_JSON, JSON_TYPE) as output, text_stream(output) as text:
             # Streamed: '{"version": 1, ..., "games": [' entries ']}'.
             text.write(json.dumps(head)[:-1] + ', "games": [')
             for count, row in enumerate(self.source.rows(query.sql, what="catalog")):
@@ -297,4 +355,4 @@ class DatasetBuilder:
         }
         for name, schema in schemas.items():
             body = json.dumps(schema, indent=2).encode("utf-8") + b"\n"
-            self.summary.files.append(self.sink.write_bytes(name, body, JSON_TYPE))
+            self.summary.files.append(self.sink.stage_bytes(name, body, JSON_TYPE))

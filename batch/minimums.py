@@ -31,6 +31,8 @@ class Check:
     #: True when ``actual`` must be at least ``required``; False when it must be at most.
     at_least: bool = True
     detail: str = ""
+    #: What a failure means and what to do about it.
+    advice: str = ""
 
     @property
     def ok(self) -> bool:
@@ -115,14 +117,27 @@ class InteractionStats:
         examples = ", ".join(self.unknown_item_examples)
         return MinimumsReport(
             (
-                Check("interactions", self.interactions, MIN_INTERACTIONS),
-                Check("users with 2 or more interactions", self.users_with_two, MIN_USERS_WITH_TWO_INTERACTIONS),
+                Check(
+                    "interactions",
+                    self.interactions,
+                    MIN_INTERACTIONS,
+                    advice=f"{self.interactions:,} interactions: Personalize trains on {MIN_INTERACTIONS:,} or more",
+                ),
+                Check(
+                    "users with 2 or more interactions",
+                    self.users_with_two,
+                    MIN_USERS_WITH_TWO_INTERACTIONS,
+                    advice=f"{self.users_with_two:,} users with 2 or more interactions: Personalize trains with "
+                    f"{MIN_USERS_WITH_TWO_INTERACTIONS:,} or more",
+                ),
                 Check(
                     "interactions of items not in the Items dataset",
                     self.unknown_item_interactions,
                     0,
                     at_least=False,
                     detail=f"e.g. {examples}" if examples else "",
+                    advice=f"{self.unknown_item_interactions:,} interactions are of games the items query does not "
+                    f"return (e.g. {examples}): check the items query of the queries file (BATCH_QUERIES_FILE)",
                 ),
             )
         )

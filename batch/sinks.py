@@ -3,6 +3,12 @@
 A file appears whole or not at all: an S3 object exists once its upload completes (an aborted upload
 leaves nothing), a local file is written under a temporary name and renamed at the end. Memory holds
 at most one upload part, however large the file.
+
+A file can also be *staged* (:meth:`DatasetSink.stage`): written in full now, but put in place only by
+:meth:`DatasetSink.publish`, or dropped by :meth:`DatasetSink.discard`, leaving what is in place as it
+was. A staged S3 file is a multipart upload with every part sent but not completed (a file smaller than
+one part waits in memory: at most one part per staged file), so publishing is one quick request per file
+and copies nothing; a staged local file is its temporary file, renamed on publishing.
 """
 
 from __future__ import annotations
@@ -59,8 +65,28 @@ class DatasetSink(ABC):
     def check(self) -> None:
         """Raise :class:`SinkError` or :class:`ConfigurationError` now when files could not be written."""
 
+    @abstractmethod
+    def stage(self, name: str, content_type: str) -> AbstractContextManager[OutputFile]:
+        """A new file ``name``, written when the block ends normally but put in place only by
+        :meth:`publish` (nothing is left of it if the block raises)."""
+
+    @abstractmethod
+    def publish(self) -> None:
+        """Put every staged file in place, each whole, in the order they were staged; raises
+        :class:`SinkError` (the files not yet in place are discarded)."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Drop every staged file; the files in place stay as they are. Never raises for a file that
+        cannot be dropped (what is left is never in place)."""
+
     def write_bytes(self, name: str, data: bytes, content_type: str) -> OutputFile:
         with self.open(name, content_type) as output:
+            output.stream.write(data)
+        return output
+
+    def stage_bytes(self, name: str, data: bytes, content_type: str) -> OutputFile:
+        with self.stage(name, content_type) as output:
             output.stream.write(data)
         return output
 
@@ -81,6 +107,8 @@ class LocalFolderSink(DatasetSink):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        #: Staged files: (the temporary file, the file it becomes).
+        self._staged: list[tuple[Path, Path]] = []
 
     def location(self, name: str) -> str:
         return str(self.folder / name)
@@ -99,6 +127,37 @@ class LocalFolderSink(DatasetSink):
 
     @contextmanager
     def open(self, name: str, content_type: str) -> Iterator[OutputFile]:
+        with self._write(name) as (output, partial, final):
+            yield output
+        partial.replace(final)
+
+    @contextmanager
+    def stage(self, name: str, content_type: str) -> Iterator[OutputFile]:
+        with self._write(name) as (output, partial, final):
+            yield output
+        self._staged.append((partial, final))
+
+    def publish(self) -> None:
+        try:
+            while self._staged:
+                partial, final = self._staged[0]
+                try:
+                    partial.replace(final)
+                except OSError as exc:
+                    raise SinkError(f"cannot put {final} in place: {exc}") from exc
+                self._staged.pop(0)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        staged, self._staged = self._staged, []
+        for partial, _ in staged:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+
+    @contextmanager
+    def _write(self, name: str) -> Iterator[tuple[OutputFile, Path, Path]]:
+        """``name`` written to its temporary file; the caller puts it in place."""
         final = self.folder / name
         partial = self.folder / f".{name}.partial"
         try:
@@ -109,9 +168,8 @@ class LocalFolderSink(DatasetSink):
         output = OutputFile(name, str(final), handle)
         try:
             with handle:
-                yield output
+                yield output, partial, final
             output.size = partial.stat().st_size
-            partial.replace(final)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -163,6 +221,14 @@ class _MultipartUpload(io.RawIOBase):
         )
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
+    def finish_parts(self) -> None:
+        """Send what is pending as the last part if a multipart upload is under way (a file smaller than
+        one part stays pending, for :meth:`complete`'s single PutObject). Then only :meth:`complete` or
+        :meth:`abort` remain."""
+        if self._upload_id is not None and self._pending:
+            self._send_part(bytes(self._pending))
+            self._pending = bytearray()
+
     def complete(self) -> None:
         if self._upload_id is None:
             self._client.put_object(
@@ -199,6 +265,8 @@ class S3Sink(DatasetSink):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.part_size = part_size
+        #: Staged files: (the upload, with every part sent, and where it goes).
+        self._staged: list[tuple[_MultipartUpload, str]] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -225,6 +293,33 @@ class S3Sink(DatasetSink):
 
     @contextmanager
     def open(self, name: str, content_type: str) -> Iterator[OutputFile]:
+        with self._upload(name, content_type, staged=False) as output:
+            yield output
+
+    @contextmanager
+    def stage(self, name: str, content_type: str) -> Iterator[OutputFile]:
+        with self._upload(name, content_type, staged=True) as output:
+            yield output
+
+    def publish(self) -> None:
+        try:
+            while self._staged:
+                upload, location = self._staged[0]
+                try:
+                    upload.complete()
+                except (BotoCoreError, ClientError) as exc:
+                    raise SinkError(f"upload of {location} failed: {exc}") from exc
+                self._staged.pop(0)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        staged, self._staged = self._staged, []
+        for upload, _ in staged:
+            upload.abort()
+
+    @contextmanager
+    def _upload(self, name: str, content_type: str, *, staged: bool) -> Iterator[OutputFile]:
         location = self.location(name)
         upload = _MultipartUpload(
             self._client, self.bucket, self.key(name), part_size=self.part_size, content_type=content_type
@@ -234,7 +329,10 @@ class S3Sink(DatasetSink):
         try:
             yield output
             stream.flush()
-            upload.complete()
+            if staged:
+                upload.finish_parts()
+            else:
+                upload.complete()
         except (BotoCoreError, ClientError) as exc:
             upload.abort()
             raise SinkError(f"upload of {location} failed: {exc}") from exc
@@ -244,3 +342,5 @@ class S3Sink(DatasetSink):
         finally:
             stream.close()
         output.size = upload.size
+        if staged:
+            self._staged.append((upload, location))

@@ -31,6 +31,7 @@ from devstack.moto_server import run_moto_server
 from devstack.personalize.control.importer import parse_csv
 from devstack.personalize.control.schemas import check_dataset_type, parse_schema
 from pam.db.engine import create_platform_engine
+from pam.db.migrate import upgrade
 from pam.db.seed import SeedPlan
 from tests.platform_db_fixture import SeededDatabase, seed
 
@@ -273,14 +274,19 @@ def test_small_datasets_fail_the_minimums_unless_allowed(
     assert status == 1
     assert "FAIL interactions " in stdout
     assert "NOT ready for training: interactions, users with 2 or more interactions." in stdout
+    assert f"NOT published: {tmp_path / 'out'} is left as it was." in stdout
+    assert "Personalize trains on 1,000 or more" in stdout
     assert "pass --allow-small" in stdout
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["ready_for_training"] is False
-    assert [check["ok"] for check in manifest["minimums"]["checks"]] == [False, False, True]
+    assert list((tmp_path / "out").iterdir()) == [], "nothing published, nothing left behind"
 
     status, stdout = run_in_process([*args, "--allow-small"], monkeypatch, capsys)
     assert status == 0
-    assert "--allow-small" in stdout
+    assert f"Published to {tmp_path / 'out'}" in stdout
+    assert "--allow-small: published although these checks failed: interactions, users with 2" in stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["ready_for_training"] is False
+    assert [check["ok"] for check in manifest["minimums"]["checks"]] == [False, False, True]
+    assert set(folder_files(tmp_path / "out")) == FILES
 
 
 def test_interactions_of_items_missing_from_the_items_dataset_fail(
@@ -308,6 +314,91 @@ def test_interactions_of_items_missing_from_the_items_dataset_fail(
     assert status == 1
     assert "FAIL interactions of items not in the Items dataset" in stdout
     assert f"e.g. {most_played}" in stdout
+
+
+# --- nothing is published unless the checks pass ---------------------------------------------------------
+
+
+def test_an_empty_database_publishes_nothing_to_s3_or_a_folder(
+    seeded_sqlite: SeededDatabase, moto: MotoServer, bucket: str, tmp_path: Path
+) -> None:
+    """Last night's files are in place; tonight the database is empty (or not the platform's): the run
+    exits 1 and leaves every file as it was, with or without --allow-small (an empty games.json would
+    empty every lobby)."""
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    upgrade(empty)  # the platform's tables, no rows
+    client = moto.client()
+    s3_env = batch_env(
+        BATCH_DATABASE_URL=seeded_sqlite.url,
+        BATCH_S3_BUCKET=bucket,
+        BATCH_S3_PREFIX="live",
+        AWS_ENDPOINT_URL_S3=moto.url,
+    )
+    assert run_batch("datasets", env=s3_env, cwd=tmp_path).returncode == 0
+    assert run_batch("datasets", "--out", "out", env=s3_env, cwd=tmp_path).returncode == 0
+    in_s3, in_folder = s3_files(client, bucket, "live"), folder_files(tmp_path / "out")
+    assert set(in_s3) == set(in_folder) == FILES
+    times = {key: client.head_object(Bucket=bucket, Key=f"live/{key}")["LastModified"] for key in in_s3}
+
+    for extra in ([], ["--allow-small"]):
+        for where in ([], ["--out", "out"]):
+            refused = run_batch("datasets", *where, *extra, env={**s3_env, "BATCH_DATABASE_URL": empty}, cwd=tmp_path)
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            location = "out" if where else f"s3://{bucket}/live/"
+            assert f"NOT published: {location} is left as it was." in refused.stdout
+            assert "the lobby catalog would be empty" in refused.stdout
+            assert "pass --allow-small" not in refused.stdout
+    assert s3_files(client, bucket, "live") == in_s3
+    assert {key: client.head_object(Bucket=bucket, Key=f"live/{key}")["LastModified"] for key in in_s3} == times
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert folder_files(tmp_path / "out") == in_folder
+
+
+def test_a_failed_run_leaves_the_s3_files_as_they_were(
+    seeded_sqlite: SeededDatabase, moto: MotoServer, bucket: str, tmp_path: Path
+) -> None:
+    client = moto.client()
+    env = batch_env(
+        BATCH_DATABASE_URL=seeded_sqlite.url,
+        BATCH_S3_BUCKET=bucket,
+        BATCH_S3_PREFIX="live",
+        AWS_ENDPOINT_URL_S3=moto.url,
+    )
+    assert run_batch("datasets", env=env, cwd=tmp_path).returncode == 0
+    before = s3_files(client, bucket, "live")
+    bad_sql = tmp_path / "queries.yaml"
+    default = (Path(__file__).resolve().parents[2] / "batch" / "default_queries.yaml").read_text()
+    bad_sql.write_text(default.replace("FROM games\n    WHERE enabled", "FROM no_such_games\n    WHERE enabled"))
+    failed = run_batch("datasets", env={**env, "BATCH_QUERIES_FILE": str(bad_sql)}, cwd=tmp_path)
+    assert failed.returncode == 3, failed.stdout + failed.stderr
+    assert "catalog query failed" in failed.stderr
+    assert s3_files(client, bucket, "live") == before, "the datasets written before the catalog failed are not there"
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_staged_s3_files_appear_only_when_published(moto: MotoServer, bucket: str) -> None:
+    client = moto.client()
+    client.put_object(Bucket=bucket, Key="live/interactions.csv", Body=b"last night\n")
+    big = b"p-000001,g-00001,1793491200,play,0.5,ios,GB,GBP\n" * (120 * 1024)  # 6 MiB: two parts
+    for publish in (False, True):
+        sink = S3Sink(client, bucket, "live", part_size=5 * 1024 * 1024)
+        with sink.stage("interactions.csv", "text/csv") as output:
+            output.stream.write(big)
+        staged = sink.stage_bytes("games.json", b'{"games": []}\n', "application/json")
+        assert (output.size, staged.size) == (len(big), 14)
+        uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        assert [upload["Key"] for upload in uploads] == ["live/interactions.csv"], "every part sent, not completed"
+        assert client.get_object(Bucket=bucket, Key="live/interactions.csv")["Body"].read() == b"last night\n"
+        assert client.list_objects_v2(Bucket=bucket, Prefix="live/games.json").get("KeyCount") == 0
+        if publish:
+            sink.publish()
+        else:
+            sink.discard()
+        assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert client.get_object(Bucket=bucket, Key="live/interactions.csv")["Body"].read() == big
+    head = client.head_object(Bucket=bucket, Key="live/interactions.csv")
+    assert head["ETag"].strip('"').endswith("-2") and head["ContentType"] == "text/csv"
+    assert client.get_object(Bucket=bucket, Key="live/games.json")["Body"].read() == b'{"games": []}\n'
 
 
 # --- S3 uploads -----------------------------------------------------------------------------------------
@@ -362,7 +453,8 @@ def test_configuration_and_failures_are_named(seeded_sqlite: SeededDatabase, mot
 
     good = run_batch("datasets", "--out", "out", env=batch_env(BATCH_DATABASE_URL=seeded_sqlite.url), cwd=tmp_path)
     assert good.returncode == 0, good.stderr
-    assert (tmp_path / "out" / "manifest.json").exists()
+    published = folder_files(tmp_path / "out")
+    assert set(published) == FILES
     bad_sql = tmp_path / "queries.yaml"
     default = (Path(__file__).resolve().parents[2] / "batch" / "default_queries.yaml").read_text()
     bad_sql.write_text(default.replace("FROM players", "FROM gamblers"))
@@ -376,5 +468,4 @@ def test_configuration_and_failures_are_named(seeded_sqlite: SeededDatabase, mot
     assert failed.returncode == 3
     assert "users query failed" in failed.stderr
     assert "gamblers" in failed.stderr
-    assert (tmp_path / "out" / "items.csv").exists()
-    assert not (tmp_path / "out" / "manifest.json").exists(), "no manifest beside an incomplete set of files"
+    assert folder_files(tmp_path / "out") == published, "a failed run leaves the previous files as they were"
