@@ -1,8 +1,10 @@
 """One shard's pipeline: decode -> normalize -> batch -> send -> acknowledge -> track.
 
-The caller (the KCL record processor, or replay) hands records in with :meth:`ShardPipeline.accept`,
-applies backpressure with :meth:`wait_for_capacity`, checkpoints at ``tracker.safe_position``, and
-ends with :meth:`drain` or :meth:`abandon`. The sender takes ready batches from the batcher.
+The caller (the KCL record processor, or replay) hands records in with :meth:`ShardPipeline.accept`
+(which waits for capacity whenever the events it adds pass the high-water mark), applies backpressure
+with :meth:`wait_for_capacity` after it, checkpoints at ``tracker.safe_position`` (also from the
+``on_wait`` callback while either waits), and ends with :meth:`drain` or :meth:`abandon`. The sender
+takes ready batches from the batcher.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class InputRecord:
     origin: tuple[str, str] | None = None
 
 
+class _DeliveryStoppedError(Exception):
+    """Nothing more can be delivered (fatal error, sender stopped): ``accept`` ends its call."""
+
+
 SenderFactory = Callable[
     [
         SessionBatcher,
@@ -79,6 +85,8 @@ class ShardPipeline:
         self._session_end = normalizer.mapping.session_end
         self._dead_letters = dead_letters
         self._high_water = high_water
+        #: Units that ``accept`` may still add before the mark is passed (as it last saw it).
+        self._room = high_water
         self._on_fatal_hook = on_fatal
         self._wall = wall_clock
         self._clock = clock
@@ -93,13 +101,20 @@ class ShardPipeline:
 
     # -- intake -------------------------------------------------------------------------------
 
-    def accept(self, records: Sequence[InputRecord]) -> None:
-        """Register every record, then decode, normalize and batch each one.
+    def accept(self, records: Sequence[InputRecord], on_wait: Callable[[], None] | None = None) -> None:
+        """Register every record, then decode, normalize and batch each one, within the high-water mark.
 
-        Registration comes first so that no record can be checkpointed past before it is known.
-        The records are sealed together once every one of them has been processed (an error on
-        the way leaves them all unsealed, so none can be checkpointed past); counts of received
-        and dropped events are added to the metrics once per call.
+        Registration comes first so that no record can be checkpointed past before it is known. One
+        call may bring far more events than the mark (a GetRecords call returns up to 10,000 records,
+        each of up to 10,000 events), so whenever the units added would pass the mark, accept waits
+        for capacity (:meth:`wait_for_capacity`, ``on_wait`` called meanwhile) before the next event,
+        in the middle of a record if need be. Before it waits, it seals the records it has finished,
+        so that the checkpoints taken meanwhile may pass them; the record in progress and the ones
+        after it stay unsealed (nothing is checkpointed past them) until they are finished. The last
+        ones are sealed when the call ends; an error on the way leaves the unfinished ones unsealed.
+        Once nothing more can be delivered (a fatal error, the sender stopped) accept returns at its
+        next wait, leaving the rest unsealed. Counts of received and dropped events are added to the
+        metrics once per call.
         """
         tracker = self.tracker
         handles = tracker.register_all(
@@ -109,9 +124,27 @@ class ShardPipeline:
         drops: Counter[DropReason] = Counter()
         received = 0
         accept_one = self._accept_one
-        for record, handle in zip(records, handles, strict=True):
-            received += accept_one(record, handle, drops)
-        tracker.seal_all(handles)
+        sealed = current = 0
+
+        def make_room() -> int:
+            """Wait until the pending units are below the mark; the units that may be added then."""
+            nonlocal sealed
+            if sealed < current:
+                tracker.seal_all(handles[sealed:current])
+                sealed = current
+            self.wait_for_capacity(on_wait)
+            if self.stopped:
+                raise _DeliveryStoppedError
+            return self._high_water - tracker.pending_units
+
+        self._room = self._high_water - tracker.pending_units
+        try:
+            for index, (record, handle) in enumerate(zip(records, handles, strict=True)):
+                current = index
+                received += accept_one(record, handle, drops, make_room)
+            tracker.seal_all(handles[sealed:])
+        except _DeliveryStoppedError:
+            log.info("delivery stopped: the rest of the batch is left unprocessed", extra={"shard": self.shard_id})
         self.telemetry.events_received(received)
         for reason, n in drops.items():
             self.telemetry.dropped(reason, n)
@@ -126,37 +159,60 @@ class ShardPipeline:
             record.arrival_time,
         )
 
-    def _accept_one(self, record: InputRecord, handle: RecordHandle, drops: Counter[DropReason]) -> int:
+    def _accept_one(
+        self,
+        record: InputRecord,
+        handle: RecordHandle,
+        drops: Counter[DropReason],
+        make_room: Callable[[], int],
+    ) -> int:
         """Decode, normalize and batch one record's events (its handle is sealed by the caller);
-        returns how many raw events it counts as (an undecodable record is one)."""
+        returns how many raw events it counts as (an undecodable record is one).
+
+        ``self._room`` is how many more units may be added before the high-water mark is passed
+        (as last seen: deliveries meanwhile only make it larger); when it runs out, ``make_room``
+        waits for capacity and says how much there is then.
+        """
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
+            if self._room <= 0:
+                self._room = make_room()
+            self._room -= 1
             self._dead_letter(self._context(record, handle), decoded, record.data, None)
             return 1  # one undecodable unit, so the totals add up
         context: RecordContext | None = None
         normalize = self._normalizer.normalize
         stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
-        for item in decoded:
-            if item.data is None:
-                assert item.failure is not None
-                context = context or self._context(record, handle)
-                self._dead_letter(context, item.failure, item.raw, item.position)
-                continue
-            source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
-            outcome = normalize(item.data, source)
-            if isinstance(outcome, Drop):
-                reason = outcome.reason
-                if reason.is_bad_input:
+        room = self._room
+        try:
+            for item in decoded:
+                if room <= 0:
+                    room = make_room()
+                if item.data is None:
+                    assert item.failure is not None
                     context = context or self._context(record, handle)
-                    self._dead_letter(context, outcome, item.raw, item.position)
-                else:
-                    drops[reason] += 1
-                    if reason is DropReason.NOT_AN_INTERACTION and outcome.detail in self._session_end:
-                        self._end_session(item.data)
-                continue
-            context = context or self._context(record, handle)
-            self.tracker.add_units(handle)
-            self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
+                    room -= 1
+                    self._dead_letter(context, item.failure, item.raw, item.position)
+                    continue
+                source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
+                outcome = normalize(item.data, source)
+                if isinstance(outcome, Drop):
+                    reason = outcome.reason
+                    if reason.is_bad_input:
+                        context = context or self._context(record, handle)
+                        room -= 1
+                        self._dead_letter(context, outcome, item.raw, item.position)
+                    else:
+                        drops[reason] += 1
+                        if reason is DropReason.NOT_AN_INTERACTION and outcome.detail in self._session_end:
+                            self._end_session(item.data)
+                    continue
+                context = context or self._context(record, handle)
+                room -= 1
+                self.tracker.add_units(handle)
+                self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
+        finally:
+            self._room = room
         return len(decoded)
 
     def _end_session(self, data: dict[str, Any]) -> None:

@@ -140,17 +140,8 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
             delivered_at = time.time()
             pipeline.telemetry.processing_records(delivered_at)
             records = [to_input_record(r) for r in process_records_input.records]
-            if records:
-                pipeline.accept(records)
             behind = process_records_input.millis_behind_latest
             received_at = time.monotonic()
-            if behind is not None:
-                pipeline.telemetry.behind_latest(float(behind))
-                pipeline.set_backlog(float(behind) > self.settings.backlog_threshold_seconds * 1000)
-                # After the records are in: the read reached the stream's tip less millisBehindLatest.
-                # (A read that waited in KCL's queue puts this horizon ahead of the truth by that wait:
-                # some groups then go out a little emptier; no event is lost or held.)
-                pipeline.advance_horizon(delivered_at - float(behind) / 1000)
 
             def while_blocked() -> None:
                 # millisBehindLatest is measured against now: while backpressure holds the next read,
@@ -158,6 +149,17 @@ class RecordProcessor(kcl_v3.RecordProcessorBase):  # type: ignore[misc]
                 if behind is not None and float(behind) > 0:
                     pipeline.telemetry.behind_latest(float(behind) + (time.monotonic() - received_at) * 1000)
                 self._checkpoint(checkpointer)
+
+            if records:
+                # Waits for capacity (checkpointing meanwhile) whenever the events added pass the mark.
+                pipeline.accept(records, while_blocked)
+            if behind is not None:
+                pipeline.telemetry.behind_latest(float(behind))
+                pipeline.set_backlog(float(behind) > self.settings.backlog_threshold_seconds * 1000)
+                # After the records are in: the read reached the stream's tip less millisBehindLatest.
+                # (A read that waited in KCL's queue puts this horizon ahead of the truth by that wait:
+                # some groups then go out a little emptier; no event is lost or held.)
+                pipeline.advance_horizon(delivered_at - float(behind) / 1000)
 
             pipeline.wait_for_capacity(while_blocked)
             self._checkpoint(checkpointer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -199,13 +200,19 @@ def test_checkpoint_waits_for_a_slow_record_and_backpressure_blocks() -> None:
             pass
         assert len(client.accepted_ids) == 10
         assert pipeline.tracker.safe_position is None, "record 1 is still in flight"
-        # 30 more events in flight over a high-water mark of 20 -> accept then wait blocks
+        # 30 more events in flight over a high-water mark of 20 -> accept (then the wait) blocks
         more = [
             InputRecord(json.dumps(event(i, "slow")).encode(), str(i), 0, "pk", 1_790_000_100.0) for i in range(12, 42)
         ]
-        pipeline.accept(more)
         waited: list[float] = []
-        waiter = threading.Thread(target=lambda: waited.append(pipeline.wait_for_capacity()))
+
+        def produce() -> None:
+            started = time.monotonic()
+            pipeline.accept(more)
+            pipeline.wait_for_capacity()
+            waited.append(time.monotonic() - started)
+
+        waiter = threading.Thread(target=produce)
         waiter.start()
         waiter.join(0.3)
         assert waiter.is_alive(), "backpressure holds process_records while over the mark"

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stream_worker.pipeline import InputRecord, ShardPipeline
 from stream_worker.processor import RecordProcessor
 from stream_worker.settings import WorkerSettings
 from tests.unit.fakes import ScriptedClient
-from tests.unit.test_pipeline import MemoryDeadLetters, event, make_pipeline
+from tests.unit.test_pipeline import KINDS, MemoryDeadLetters, build_record, event, make_pipeline, scripted
 
 ARRIVAL = 1_790_000_100.0
 
@@ -113,25 +116,27 @@ def gated(gate: threading.Event) -> ScriptedClient:
 # --- F2: a lease lost during backpressure ---------------------------------------------------------------
 
 
-def test_wait_for_capacity_ends_when_the_pipeline_is_abandoned_meanwhile(gate: threading.Event) -> None:
+def test_the_wait_for_capacity_ends_when_the_pipeline_is_abandoned_meanwhile(gate: threading.Event) -> None:
     pipeline, _ = make_pipeline(gated(gate), MemoryDeadLetters(), high_water=10)
+    waits: list[int] = []
+
+    def on_wait() -> None:  # what the processor does when a checkpoint says the lease is gone
+        waits.append(1)
+        pipeline.abandon()
+
+    def produce() -> None:
+        pipeline.accept([InputRecord(line(i, f"slow{i}"), str(i), 0, "pk", ARRIVAL) for i in range(1, 31)], on_wait)
+        pipeline.wait_for_capacity(on_wait)
+
     try:
-        pipeline.accept([InputRecord(line(i, f"slow{i}"), str(i), 0, "pk", ARRIVAL) for i in range(1, 31)])
-        assert pipeline.tracker.pending_units == 30
-        waits: list[int] = []
-
-        def on_wait() -> None:  # what the processor does when a checkpoint says the lease is gone
-            waits.append(1)
-            pipeline.abandon()
-
-        result: list[float] = []
-        waiter = threading.Thread(target=lambda: result.append(pipeline.wait_for_capacity(on_wait)), daemon=True)
-        waiter.start()
-        waiter.join(5)
-        assert not waiter.is_alive(), "wait_for_capacity kept waiting for calls the stopped sender never ends"
+        producer = threading.Thread(target=produce, daemon=True)
+        producer.start()
+        producer.join(5)
+        assert not producer.is_alive(), "the wait went on for calls that the stopped sender never ends"
         assert waits == [1]
         assert pipeline.stopped
-        assert pipeline.tracker.pending_units == 30, "nothing was delivered: the wait ended on the stop"
+        assert pipeline.tracker.pending_units == 11, "accept stopped at its first wait; nothing was delivered"
+        assert pipeline.tracker.safe_position is None
     finally:
         gate.set()
         pipeline.close()
@@ -193,4 +198,182 @@ def test_a_small_high_water_mark_does_not_wait_a_linger_for_an_instant_personali
         assert pipeline.drain(timeout=5)
         assert sorted(client.accepted_ids) == sorted(f"ev-{i}" for i in range(1, high_water + 2))
     finally:
+        pipeline.close()
+
+
+# --- F4: one call bringing far more than the mark ---------------------------------------------------------
+
+
+def test_one_record_of_many_events_waits_for_capacity_in_its_middle() -> None:
+    # One record may hold thousands of events (and one GetRecords call 10,000 records): the mark must hold
+    # within accept, between two events of the same record, not only after the whole call.
+    high_water = 50
+    in_flight: list[int] = []
+
+    def slow(request: dict[str, Any], number: int) -> None:
+        time.sleep(0.002)
+
+    client = ScriptedClient(slow)
+    pipeline, _ = make_pipeline(client, MemoryDeadLetters(), high_water=high_water)
+    body = b"\n".join(line(i, f"s{i % 40}") for i in range(2000))
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.001):
+            in_flight.append(pipeline.tracker.pending_units)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        sampler.start()
+        pipeline.accept([InputRecord(body, "7", 0, "pk", None)])
+        stop.set()
+        sampler.join(5)
+        assert in_flight, "the sampler saw nothing"
+        assert max(in_flight) <= high_water + 1, f"{max(in_flight)} units in flight with a mark of {high_water}"
+        assert pipeline.drain(timeout=30)
+        assert sorted(client.accepted_ids) == sorted(f"ev-{i}" for i in range(2000))
+        assert pipeline.tracker.safe_position is not None and pipeline.tracker.safe_position.sequence == 7
+    finally:
+        stop.set()
+        pipeline.close()
+
+
+def test_while_accept_waits_the_records_it_finished_can_be_checkpointed(gate: threading.Event) -> None:
+    # Record 1 is delivered at once, the others wait on the gate: the wait in the middle of the call
+    # comes after record 1 is finished, which must then be sealed (a checkpoint may pass it), while
+    # the record in progress and those after it stay unsealed.
+    pipeline, _ = make_pipeline(gated(gate), MemoryDeadLetters(), high_water=10)
+    seen: list[int | None] = []
+
+    def on_wait() -> None:
+        safe = pipeline.tracker.safe_position
+        seen.append(None if safe is None else safe.sequence)
+        if safe is not None:
+            gate.set()  # the test has seen what it wanted: let the rest go
+
+    records = [InputRecord(line(1, "fast"), "1", 0, "pk", ARRIVAL)] + [
+        InputRecord(line(i, f"slow{i}"), str(i), 0, "pk", ARRIVAL) for i in range(2, 31)
+    ]
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records, on_wait), daemon=True)
+        producer.start()
+        producer.join(20)
+        assert not producer.is_alive()
+        assert seen, "accept never waited for capacity"
+        assert seen[0] == 1, f"while accept waited, the checkpoint did not reach the finished record 1: {seen}"
+        assert pipeline.drain(timeout=10)
+        assert pipeline.tracker.safe_position is not None and pipeline.tracker.safe_position.sequence == 30
+    finally:
+        gate.set()
+        pipeline.close()
+
+
+def test_accept_stops_at_its_next_wait_once_nothing_can_be_delivered(gate: threading.Event) -> None:
+    # The sender is stopped (a lost lease) while accept waits: the rest of the call is not processed
+    # (its events could never be sent, and would pile up without bound), and none of it is sealed.
+    pipeline, _ = make_pipeline(gated(gate), MemoryDeadLetters(), high_water=10)
+    records = [InputRecord(line(i, f"s{i}"), str(i), 0, "pk", ARRIVAL) for i in range(1, 101)]
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records, pipeline.abandon), daemon=True)
+        producer.start()
+        producer.join(10)
+        assert not producer.is_alive()
+        assert pipeline.tracker.pending_units == 11
+        assert pipeline.tracker.unfinished_records == 100, "no record of the call is done, nothing checkpointable"
+        gate.set()
+        assert not pipeline.drain(timeout=1)
+        assert pipeline.tracker.safe_position is None
+    finally:
+        gate.set()
+        pipeline.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    records=st.lists(st.lists(st.sampled_from(KINDS), min_size=1, max_size=10), min_size=1, max_size=30),
+    failure_rate=st.sampled_from([0.0, 0.3]),
+    high_water=st.integers(10, 16),
+    seed=st.integers(0, 1000),
+)
+def test_with_waits_inside_accept_every_event_is_delivered_once_and_checkpoints_stay_honest(
+    records: list[list[str]], failure_rate: float, high_water: int, seed: int
+) -> None:
+    client = scripted(failure_rate, seed)
+    dead = MemoryDeadLetters()
+    pipeline, fatal = make_pipeline(client, dead, high_water=high_water)
+    expected: list[str] = []
+    inputs = []
+    for i, kinds in enumerate(records):
+        data, outcome = build_record(i, kinds)
+        expected.extend(outcome)
+        inputs.append(InputRecord(data, str(1000 + i), 0, "pk", ARRIVAL))
+    per_record = [build_record(i, kinds)[1] for i, kinds in enumerate(records)]
+    violations: list[str] = []
+    peaks: list[int] = []
+
+    def audit() -> None:
+        """A checkpoint taken now (at the safe position) passes only delivered or dead-lettered events."""
+        peaks.append(pipeline.tracker.pending_units)
+        safe = pipeline.tracker.safe_position
+        if safe is None:
+            return
+        delivered = set(client.accepted_ids)
+        for i in range(safe.sequence - 1000 + 1):
+            for outcome in per_record[i]:
+                if outcome.startswith("deliver:") and outcome.split(":", 1)[1] not in delivered:
+                    violations.append(f"safe position {safe.sequence} passes undelivered {outcome}")
+
+    try:
+        pipeline.accept(inputs, audit)
+        pipeline.wait_for_capacity(audit)
+        assert pipeline.drain(timeout=30)
+    finally:
+        pipeline.close()
+    assert not fatal
+    assert not violations, violations[:3]
+    assert not peaks or max(peaks) <= high_water + 1
+    assert Counter(client.accepted_ids) == Counter(x.split(":", 1)[1] for x in expected if x.startswith("deliver:"))
+    assert len(dead.entries) == sum(1 for x in expected if x == "dead" or x.startswith("reject:"))
+    assert pipeline.tracker.all_done()
+
+
+def test_undecodable_records_count_against_the_mark_too() -> None:
+    # Each of them is a dead letter holding the whole record until the store has written it.
+    written = threading.Event()
+
+    class SlowDeadLetters(MemoryDeadLetters):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waiting: list[Any] = []
+
+        def write(self, entry: Any, on_written: Any) -> None:
+            with self._lock:
+                self.entries.append(entry)
+                self.waiting.append(on_written)
+
+        def flush(self) -> None:
+            if written.is_set():
+                with self._lock:
+                    waiting, self.waiting = self.waiting, []
+                for done in waiting:
+                    done()
+
+    dead = SlowDeadLetters()
+    pipeline, _ = make_pipeline(ScriptedClient(), dead, high_water=10)
+    records = [InputRecord(b"\x1f\x8bnot gzip at all", str(i), 0, "pk", ARRIVAL) for i in range(1, 41)]
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records), daemon=True)
+        producer.start()
+        producer.join(0.5)
+        assert producer.is_alive(), "40 dead letters in flight over a mark of 10, and accept did not wait"
+        assert len(dead.entries) == 11
+        written.set()
+        while producer.is_alive():
+            dead.flush()
+            producer.join(0.05)
+        dead.flush()
+        assert len(dead.entries) == 40
+        assert pipeline.tracker.safe_position is not None and pipeline.tracker.safe_position.sequence == 40
+    finally:
+        written.set()
         pipeline.close()
