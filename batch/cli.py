@@ -163,8 +163,8 @@ def _verdict(summary: DatasetsSummary, allow_small: bool, out: Console) -> int:
     out.print(f"NOT published: {summary.location} is left as it was.")
     for problem in blocking:
         out.print(f"  - {problem.message}")
-    if all(problem.overridable for problem in blocking):
-        out.print("Exit status 1; pass --allow-small to publish datasets that fail these minimums anyway.")
+    if any(problem.small for problem in blocking) and all(problem.overridable for problem in blocking):
+        out.print("Exit status 1; pass --allow-small to publish datasets below the minimums anyway.")
     else:
         out.print("Exit status 1.")
     return EXIT_NOT_READY

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from batch.columnar import ColumnarInteractions
 from batch.database import RowSource
-from batch.minimums import InteractionStats, MinimumsReport
+from batch.minimums import UNKNOWN_ITEMS, Check, InteractionStats, MinimumsReport
 from batch.queries import DatasetQueries, RecordQuery
 from batch.schemas import interactions_schema, items_schema, users_schema
 from batch.settings import load_settings
@@ -54,6 +54,10 @@ COLUMNAR_CHUNK: Final = 50_000
 ProgressCallback = Callable[[str, int, bool], None]
 
 
+#: Invalid records named in the report and the manifest, at most.
+SHOWN_INVALID: Final = 5
+
+
 @dataclass(slots=True)
 class DatasetCounts:
     """Rows read from the database and records written, for one dataset."""
@@ -61,9 +65,24 @@ class DatasetCounts:
     read: int = 0
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    #: Items and users dropped as invalid: record id -> why (the first ones, see ``RecordTransform``).
+    invalid: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"read": self.read, "written": self.written, "dropped": dict(self.dropped.most_common())}
+        counts: dict[str, Any] = {
+            "read": self.read,
+            "written": self.written,
+            "dropped": dict(self.dropped.most_common()),
+        }
+        if self.invalid:
+            counts["invalid_examples"] = dict(list(self.invalid.items())[:SHOWN_INVALID])
+        return counts
+
+    def invalid_lines(self) -> list[str]:
+        """``id: why`` of the first invalid records, and how many more there are."""
+        shown = [f"{record}: {why}" for record, why in list(self.invalid.items())[:SHOWN_INVALID]]
+        more = sum(count for reason, count in self.dropped.items() if reason.startswith("invalid ")) - len(shown)
+        return [*shown, f"... and {more:,} more"] if more > 0 else shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,8 @@ class Problem:
     message: str
     #: ``allow_small`` publishes anyway (a training minimum); False: nothing does (an empty catalog).
     overridable: bool
+    #: Too little data (not wrong data): waiting for more, or ``allow_small``, is the remedy.
+    small: bool = False
 
 
 @dataclass(slots=True)
@@ -113,11 +134,25 @@ class DatasetsSummary:
                 )
             )
         problems.extend(
-            Problem(check.name, check.advice or f"{check.name}: {check.actual:,}", overridable=True)
+            Problem(check.name, self._advice(check), overridable=True, small=check.name != UNKNOWN_ITEMS)
             for check in self.minimums.checks
             if not check.ok
         )
         return problems
+
+    def _advice(self, check: Check) -> str:
+        """What a failed minimum means; interactions of unknown items name the invalid items behind them."""
+        if check.name != UNKNOWN_ITEMS or self.stats is None or not self.items.invalid:
+            return check.advice or f"{check.name}: {check.actual:,}"
+        dropped = [item for item in self.stats.unknown_item_examples if item in self.items.invalid]
+        if not dropped:  # the examples are not among the invalid items kept: say both
+            return f"{check.advice}. Items dropped as invalid: {'; '.join(self.items.invalid_lines())}"
+        named = "; ".join(f"{item} ({self.items.invalid[item]})" for item in dropped[:SHOWN_INVALID])
+        return (
+            f"{check.actual:,} interactions are of games dropped from items.csv as invalid: {named}. Fix those "
+            "rows in the database, or the field in the queries file (BATCH_QUERIES_FILE): a field that may be "
+            "empty needs `nullable: true`"
+        )
 
     def blocking(self, allow_small: bool) -> list[Problem]:
         """The problems that keep the files from being published."""
@@ -157,7 +192,9 @@ class DatasetsSummary:
         lines = [
             f"database:         {self.database}",
             f"items:            {self.items.written:,} of {self.items.read:,} rows{dropped(self.items)}",
+            *(f"  invalid:        {line}" for line in self.items.invalid_lines()),
             f"users:            {self.users.written:,} of {self.users.read:,} rows{dropped(self.users)}",
+            *(f"  invalid:        {line}" for line in self.users.invalid_lines()),
             f"interactions:     {self.interactions.written:,} of {self.interactions.read:,} rows"
             f"{dropped(self.interactions)}",
         ]
@@ -280,6 +317,7 @@ class DatasetBuilder:
                 counts.written += 1
         counted.done()
         counts.dropped.update(transform.dropped)
+        counts.invalid.update(transform.rejected)
         self.summary.files.append(output)
         return frozenset(ids) if keep_ids else frozenset()
 

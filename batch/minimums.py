@@ -19,6 +19,8 @@ from clickstream.limits import MIN_INTERACTIONS, MIN_USERS_WITH_TWO_INTERACTIONS
 
 #: Unknown item ids kept as examples for the report.
 MAX_EXAMPLES: Final = 10
+#: The check of interactions whose item the Items dataset lacks.
+UNKNOWN_ITEMS: Final = "interactions of items not in the Items dataset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,7 @@ class InteractionStats:
                     f"{MIN_USERS_WITH_TWO_INTERACTIONS:,} or more",
                 ),
                 Check(
-                    "interactions of items not in the Items dataset",
+                    UNKNOWN_ITEMS,
                     self.unknown_item_interactions,
                     0,
                     at_least=False,

@@ -35,6 +35,8 @@ INVALID_METADATA: Final = "invalid_metadata"
 CATEGORY_SEPARATOR: Final = "|"
 #: Distinct ``properties`` whose metadata values are remembered (see ``InteractionTransform._metadata``).
 _METADATA_MEMORY: Final = 4096
+#: Records dropped as invalid whose id and reason are kept (for the report), at most.
+MAX_REJECTED: Final = 1000
 
 
 class FieldValueError(ValueError):
@@ -177,7 +179,7 @@ def encode_value(spec: DatasetField, value: Any) -> str:
     else:
         text = str(value).strip()
     if text == "" and not spec.nullable:
-        raise FieldValueError("is empty but the field is not nullable")
+        raise FieldValueError("empty, but the field is not nullable")
     return text
 
 
@@ -293,12 +295,15 @@ class InteractionTransform:
 
 class RecordTransform:
     """Item or user rows -> CSV values, one per declared field; rows that cannot fit are dropped and
-    counted (``invalid <FIELD>``), the first field being the record's id."""
+    counted (``invalid <FIELD>``), the first field being the record's id. The ids of the first
+    :data:`MAX_REJECTED` dropped rows are kept in :attr:`rejected`, with why."""
 
     def __init__(self, query: RecordQuery, *, what: str) -> None:
         self.fields = query.fields
         self.what = what
         self.dropped: Counter[str] = Counter()
+        #: Record id -> why it was dropped (``JURISDICTIONS: empty, but the field is not nullable``).
+        self.rejected: dict[str, str] = {}
         self._checked = False
 
     @property
@@ -317,13 +322,20 @@ class RecordTransform:
         for spec in self.fields:
             try:
                 values.append(encode_value(spec, row[spec.source_column]))
-            except FieldValueError:
-                self.dropped[f"invalid {spec.name}"] += 1
+            except FieldValueError as exc:
+                self._reject(row, spec, str(exc))
                 return None
         if len(values[0]) > MAX_ID_LENGTH:
-            self.dropped[f"invalid {self.fields[0].name}"] += 1
+            self._reject(row, self.fields[0], f"longer than {MAX_ID_LENGTH} characters")
             return None
         return values
+
+    def _reject(self, row: Mapping[str, Any], spec: DatasetField, why: str) -> None:
+        self.dropped[f"invalid {spec.name}"] += 1
+        if len(self.rejected) < MAX_REJECTED:
+            record_id = row[self.fields[0].source_column]
+            shown = "(no id)" if record_id is None else str(record_id)[:80]
+            self.rejected.setdefault(shown, f"{spec.name}: {why}")
 
 
 def catalog_entry(row: Mapping[str, Any], lists: Sequence[str]) -> dict[str, Any]:

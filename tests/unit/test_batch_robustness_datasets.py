@@ -156,4 +156,4 @@ def test_the_exit_message_of_small_datasets_offers_allow_small(
     stdout = capsys.readouterr().out
     assert status == 1
     assert "90 interactions: Personalize trains on 1,000 or more" in stdout
-    assert "pass --allow-small to publish datasets that fail these minimums anyway" in stdout
+    assert "pass --allow-small to publish datasets below the minimums anyway" in stdout

@@ -300,6 +300,8 @@ def test_categories(value: Any, expected: list[str]) -> None:
         (DatasetField(name="ENABLED", type="boolean"), False, "false"),
         (DatasetField(name="TITLE"), "  Golden Fortune ", "Golden Fortune"),
         (DatasetField(name="COUNTRY", nullable=True), None, ""),
+        (DatasetField(name="JURISDICTIONS", categorical=True, nullable=True), [], ""),
+        (DatasetField(name="JURISDICTIONS", categorical=True, nullable=True), "[]", ""),
     ],
 )
 def test_encode_value(spec: DatasetField, value: Any, expected: str) -> None:
@@ -345,6 +347,12 @@ def test_item_rows_become_csv_lines_and_bad_rows_are_counted() -> None:
     assert transform.transform({**row, "rtp": None}) is None
     assert transform.transform({**row, "id": "g" * 300}) is None
     assert transform.dropped == {"invalid RTP": 1, "invalid ITEM_ID": 1}
+    assert transform.rejected == {
+        "g-00017": "RTP: empty, but the field is not nullable",
+        "g" * 80: "ITEM_ID: longer than 256 characters",
+    }
+    withdrawn = transform.transform({**row, "id": "g-00018", "jurisdictions": "[]", "available": "false"})
+    assert withdrawn is not None and withdrawn[5] == "", "no jurisdictions: an empty value, the game is kept"
 
 
 def test_a_query_without_a_declared_column_is_a_configuration_error() -> None:
@@ -388,7 +396,9 @@ def test_schemas_are_personalize_avro_records() -> None:
     ]
     assert {"name": "PLATFORM", "type": ["null", "string"], "categorical": True} in schema["fields"]
     items = items_schema(QUERIES.items.fields)
-    assert {"name": "JURISDICTIONS", "type": "string", "categorical": True} in items["fields"]
+    assert {"name": "PROVIDER", "type": "string", "categorical": True} in items["fields"]
+    # A game licensed nowhere has no jurisdictions: an empty value, null to Personalize.
+    assert {"name": "JURISDICTIONS", "type": ["null", "string"], "categorical": True} in items["fields"]
     assert {"name": "CREATION_TIMESTAMP", "type": "long"} in items["fields"]
 
 
