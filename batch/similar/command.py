@@ -2,9 +2,12 @@
 
 ``run`` writes the input lines from the Items dataset of ``batch datasets``, starts the batch inference
 job with the SIMS solution version (``--solution-version-arn``, else the newest ACTIVE version of
-``--solution-name``), waits for it, and loads its output. ``load`` loads an output already there. Exit
-status: 0 done (rows of a newer model are kept, and said so), 2 a wrong setting or argument, 3 the job
-failed (its ``failureReason`` is printed), the deadline passed, or DynamoDB refused the items.
+``--solution-name``), waits for it, and loads its output. Run again with the ``--job-name`` of a job that
+exists (a run interrupted after starting it), it starts nothing: it waits for that job and loads its
+output. ``load`` loads an output already there. Exit status: 0 done (rows of a newer model are kept, and
+said so), 2 a wrong setting or argument (or a job of that name that is another job), 3 the job failed
+(its ``failureReason`` is printed), the deadline passed, or DynamoDB refused the items, 130 interrupted
+(the job goes on).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from batch.similar.inference import (
     SolutionVersionRef,
     StatusCallback,
     describe_version,
+    find_job,
     latest_active_version,
     model_of_output,
+    reuse_job,
     start_job,
     write_input,
 )
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+EXIT_INTERRUPTED = 130
 
 
 def add_similar_commands(commands: Subcommands) -> None:
@@ -68,7 +74,12 @@ def add_similar_commands(commands: Subcommands) -> None:
     run.add_argument("--bucket", default=None, help="S3 bucket of datasets, input and output ($BATCH_S3_BUCKET)")
     run.add_argument("--datasets-prefix", default=None, help="where `batch datasets` wrote ($BATCH_S3_PREFIX)")
     run.add_argument("--prefix", default=None, help="key prefix of the job's input/output ($BATCH_SIMILAR_S3_PREFIX)")
-    run.add_argument("--job-name", default=None, help="default: similar-<UTC time>")
+    run.add_argument(
+        "--job-name",
+        default=None,
+        help="default: similar-<UTC time>; the name of a job that exists (an interrupted run's): wait for it and "
+        "load its output",
+    )
     run.add_argument("--timeout", type=float, default=None, help="seconds to wait for the job")
     _load_options(run)
     run.set_defaults(run=run_similar)
@@ -195,20 +206,20 @@ def run_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise ConfigurationError("no role for Personalize to read and write S3: set BATCH_PERSONALIZE_ROLE_ARN")
     personalize = personalize_client(settings.region)
     s3 = s3_client(settings.region)
-    version: SolutionVersionRef = (
-        describe_version(personalize, args.solution_version_arn)
-        if args.solution_version_arn
-        else latest_active_version(personalize, settings.similar_solution_name)
-    )
     job_name = args.job_name or f"similar-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    # A run interrupted after starting its job, run again with --job-name: wait for that job and load its
+    # output (as its solution version's answers, unless --solution-version-arn says which it must be).
+    existing = find_job(personalize, job_name) if args.job_name else None
+    version: SolutionVersionRef
+    if args.solution_version_arn:
+        version = describe_version(personalize, args.solution_version_arn)
+    elif existing is not None:
+        version = describe_version(personalize, str(existing["solutionVersionArn"]))
+    else:
+        version = latest_active_version(personalize, settings.similar_solution_name)
     folder = "/".join(part for part in (settings.similar_s3_prefix.strip("/"), job_name) if part)
     sink = S3Sink(s3, settings.s3_bucket, f"{folder}/input", part_size=settings.upload_part_bytes)
-    items = ItemIds(s3, settings.s3_bucket, settings.s3_prefix)
-    count = write_input(sink, items)
-    if count == 0:
-        raise ConfigurationError(f"no games in s3://{items.bucket}/{items.key('items.csv')}: nothing to infer")
     output_path = f"s3://{settings.s3_bucket}/{folder}/output/"
-    err.print(f"{count:,} games from s3://{items.bucket}/{items.key('items.csv')} -> {sink.location(INPUT_NAME)}")
     request = JobRequest(
         job_name=job_name,
         solution_version_arn=version.arn,
@@ -217,20 +228,38 @@ def run_similar(args: argparse.Namespace, out: Console, err: Console) -> int:
         output_path=output_path,
         num_results=settings.similar_num_results,
     )
-    job_arn = start_job(personalize, request)
+    count: int | None = None
+    if existing is not None:
+        job_arn = reuse_job(existing, request)  # its input stays as the job read it
+        err.print(f"batch inference job {job_name} exists ({existing.get('status')}): waiting for it, not starting one")
+    else:
+        items = ItemIds(s3, settings.s3_bucket, settings.s3_prefix)
+        count = write_input(sink, items)
+        if count == 0:
+            raise ConfigurationError(f"no games in s3://{items.bucket}/{items.key('items.csv')}: nothing to infer")
+        err.print(f"{count:,} games from s3://{items.bucket}/{items.key('items.csv')} -> {sink.location(INPUT_NAME)}")
+        job_arn = start_job(personalize, request)
     err.print(f"batch inference job {job_arn} (solution version {version.arn})")
     backoff = Backoff(
         base=settings.similar_poll_initial_seconds,
         cap=max(settings.similar_poll_max_seconds, settings.similar_poll_initial_seconds),
         floor=min(0.5, settings.similar_poll_initial_seconds),
     )
-    with _status(err, f"job {job_name}") as on_status:
-        timeout = settings.similar_job_timeout_seconds
-        JobWaiter(personalize, backoff=backoff, timeout=timeout, on_status=on_status).wait(job_arn)
+    try:
+        with _status(err, f"job {job_name}") as on_status:
+            timeout = settings.similar_job_timeout_seconds
+            JobWaiter(personalize, backoff=backoff, timeout=timeout, on_status=on_status).wait(job_arn)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: the batch inference job goes on in Personalize; `batch similar run --job-name {job_name}`"
+            " (with the same options) waits for it and loads its output"
+        )
+        return EXIT_INTERRUPTED
     err.print(f"job {job_name} is ACTIVE; output at {output_path}")
     summary = load_output(settings, s3, S3Location.parse(output_path), version.model, err)
     if not args.json:
         out.print(f"batch inference job: {job_arn}", highlight=False)
-        out.print(f"input games:      {count:,}", highlight=False)
+        if count is not None:
+            out.print(f"input games:      {count:,}", highlight=False)
     _report(summary, args, out)
     return 0

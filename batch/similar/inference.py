@@ -177,8 +177,51 @@ class JobRequest:
     num_results: int
 
 
+def find_job(client: PersonalizeClient, job_name: str) -> dict[str, Any] | None:
+    """The batch inference job named ``job_name`` (DescribeBatchInferenceJob), or None when there is none."""
+    for page in client.get_paginator("list_batch_inference_jobs").paginate():
+        for entry in page.get("batchInferenceJobs", []):
+            if entry.get("jobName") == job_name:
+                described = client.describe_batch_inference_job(batchInferenceJobArn=entry["batchInferenceJobArn"])
+                return dict(described["batchInferenceJob"])
+    return None
+
+
+def reuse_job(job: dict[str, Any], request: JobRequest) -> str:
+    """The ARN of ``job``, a job named ``request.job_name`` that exists already (started by a run that was
+    interrupted), when it is the job ``request`` asks for: same solution version, input, output and number
+    of results. Raises :class:`ConfigurationError` naming what differs otherwise."""
+
+    def path(value: object) -> str:
+        return str(value or "").rstrip("/")
+
+    found = {
+        "solution version": str(job.get("solutionVersionArn", "")),
+        "input": path(job.get("jobInput", {}).get("s3DataSource", {}).get("path")),
+        "output": path(job.get("jobOutput", {}).get("s3DataDestination", {}).get("path")),
+    }
+    wanted = {
+        "solution version": request.solution_version_arn,
+        "input": path(request.input_path),
+        "output": path(request.output_path),
+    }
+    if job.get("numResults") is not None:
+        found["number of results"] = str(job["numResults"])
+        wanted["number of results"] = str(request.num_results)
+    differences = [f"{what} {found[what]} (not {wanted[what]})" for what in found if found[what] != wanted[what]]
+    if differences:
+        raise ConfigurationError(
+            f"a batch inference job named {request.job_name} exists already with another "
+            f"{'; '.join(differences)}: give another --job-name, or the options of that job to wait for it "
+            "and load its output"
+        )
+    return str(job["batchInferenceJobArn"])
+
+
 def start_job(client: PersonalizeClient, request: JobRequest) -> str:
-    """CreateBatchInferenceJob; returns its ARN (a job of this name that exists already is reused)."""
+    """CreateBatchInferenceJob; returns its ARN. A job of this name that exists already (a run interrupted
+    after starting it, run again with its ``--job-name``) is reused when it is the same job (see
+    :func:`reuse_job`): its ARN is returned, to wait for it (at once if it has finished) and load its output."""
     try:
         return client.create_batch_inference_job(
             jobName=request.job_name,
@@ -190,7 +233,12 @@ def start_job(client: PersonalizeClient, request: JobRequest) -> str:
         )["batchInferenceJobArn"]
     except ClientError as exc:
         if _code(exc) == "ResourceAlreadyExistsException":
-            raise ConfigurationError(f"a batch inference job named {request.job_name} exists already") from None
+            existing = find_job(client, request.job_name)
+            if existing is None:
+                raise ConfigurationError(
+                    f"a batch inference job named {request.job_name} exists already, yet it is not listed"
+                ) from None
+            return reuse_job(existing, request)
         if _code(exc) in ("InvalidInputException", "ResourceNotFoundException", "ResourceInUseException"):
             raise ConfigurationError(f"CreateBatchInferenceJob refused: {exc}") from None
         raise
@@ -236,6 +284,7 @@ class JobWaiter:
             if now >= deadline:
                 raise DeadlineExceededError(
                     f"batch inference job {job_arn} is still {status} after {self.timeout:g}s; it goes on:"
-                    " load its output later with `batch similar load`"
+                    f" `batch similar run --job-name {job_arn.rsplit('/', 1)[-1]}` waits for it again and loads"
+                    " its output (or load it later with `batch similar load`)"
                 )
             self.sleep(min(self.backoff.delay(attempt), deadline - now))

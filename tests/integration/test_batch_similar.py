@@ -233,6 +233,56 @@ def test_older_model_loaded_after_a_newer_one_leaves_the_newer_rows(
     assert {row["modelSource"]["S"] for game, row in found.items() if game in GAMES} == {new}
 
 
+def test_run_again_with_the_name_of_its_job_waits_for_that_job_and_loads_its_output(
+    sims: Sims, batch_env: dict[str, str], aws_client: AwsClientFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run interrupted after it started its job (here the job is started as `run` starts it, on the older
+    version), run again with --job-name: no second job, its input as the job read it, its output loaded as
+    the answers of the job's solution version (not the newest). Another job of that name is refused."""
+    personalize: PersonalizeClient = aws_client("personalize")
+    s3: S3Client = aws_client("s3")
+    old, new = sims.versions
+    name = f"resumed-{uuid.uuid4().hex[:6]}"
+    some = GAMES[:4]
+    s3.put_object(
+        Bucket=sims.bucket,
+        Key=f"similar/{name}/input/items.jsonl",
+        Body=b"".join(json.dumps({"itemId": game}).encode() + b"\n" for game in some),
+    )
+    request = JobRequest(
+        job_name=name,
+        solution_version_arn=old,
+        role_arn=ROLE,
+        input_path=f"s3://{sims.bucket}/similar/{name}/input/items.jsonl",
+        output_path=f"s3://{sims.bucket}/similar/{name}/output/",
+        num_results=25,
+    )
+    job_arn = start_job(personalize, request)
+    assert start_job(personalize, request) == job_arn, "the same job again is that job"
+
+    table = table_name()
+    status, summary, err = run_cli("run", "--table", table, "--job-name", name, capsys=capsys)
+    assert status == 0, err
+    assert f"batch inference job {name} exists (" in err and "waiting for it, not starting one" in err
+    assert summary["modelVersion"].endswith(" " + old)
+    assert summary["written"] == len(some), "the job's own input, not rewritten with every game"
+    jobs = [
+        job
+        for page in personalize.get_paginator("list_batch_inference_jobs").paginate()
+        for job in page["batchInferenceJobs"]
+        if job["jobName"] == name
+    ]
+    assert [job["batchInferenceJobArn"] for job in jobs] == [job_arn]
+    assert set(rows(aws_client("dynamodb"), table)) == {*some, "#model-version"}
+
+    status = batch_main(["similar", "run", "--table", table, "--job-name", name, "--solution-version-arn", new])
+    assert status == 2
+    refused = capsys.readouterr().err
+    assert f"a batch inference job named {name} exists already with another solution version" in " ".join(
+        refused.split()
+    )
+
+
 def test_malformed_and_error_lines_are_counted_not_fatal(
     sims: Sims, batch_env: dict[str, str], aws_client: AwsClientFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
