@@ -1,7 +1,7 @@
 """One shard's pipeline: decode -> normalize -> batch -> send -> acknowledge -> track.
 
 The caller (the KCL record processor, or replay) hands records in with :meth:`ShardPipeline.accept`
-(which waits for capacity whenever the events it adds pass the high-water mark), applies backpressure
+(which waits for capacity whenever what it adds passes a high-water mark), applies backpressure
 with :meth:`wait_for_capacity` after it, checkpoints at ``tracker.safe_position`` (also from the
 ``on_wait`` callback while either waits), and ends with :meth:`drain` or :meth:`abandon`. The sender
 takes ready batches from the batcher.
@@ -25,6 +25,7 @@ from stream_worker.decode import decode_record
 from stream_worker.errors import FatalConfigurationError
 from stream_worker.metrics import Telemetry
 from stream_worker.sender import PutEventsSender
+from stream_worker.settings import DEFAULT_HIGH_WATER_BYTES
 from stream_worker.tracker import RecordHandle, SequencePosition, SequenceTracker
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class ShardPipeline:
         *,
         linger: float,
         high_water: int,
+        high_water_bytes: int = DEFAULT_HIGH_WATER_BYTES,
         backlog_linger: float | None = None,
         on_fatal: Callable[[FatalConfigurationError], None],
         wall_clock: Callable[[], float] = time.time,
@@ -85,8 +87,18 @@ class ShardPipeline:
         self._session_end = normalizer.mapping.session_end
         self._dead_letters = dead_letters
         self._high_water = high_water
+        self._high_water_bytes = high_water_bytes
         #: Units that ``accept`` may still add before the mark is passed (as it last saw it).
         self._room = high_water
+        # The bytes in flight: the raw bytes of every unfinished unit (an event's line, kept until it is
+        # delivered in case it must be dead-lettered; a dead letter's data, until it is written).
+        # ``_bytes_in`` is only written by the caller's thread (accept), ``_bytes_out`` by the
+        # acknowledgement callbacks, under ``_bytes_lock``. accept may add bytes until ``_bytes_in``
+        # passes ``_bytes_limit`` (the mark plus ``_bytes_out`` as it last saw it) before it checks again.
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._bytes_lock = threading.Lock()
+        self._bytes_limit = high_water_bytes
         self._on_fatal_hook = on_fatal
         self._wall = wall_clock
         self._clock = clock
@@ -102,11 +114,12 @@ class ShardPipeline:
     # -- intake -------------------------------------------------------------------------------
 
     def accept(self, records: Sequence[InputRecord], on_wait: Callable[[], None] | None = None) -> None:
-        """Register every record, then decode, normalize and batch each one, within the high-water mark.
+        """Register every record, then decode, normalize and batch each one, within the high-water marks.
 
         Registration comes first so that no record can be checkpointed past before it is known. One
         call may bring far more events than the mark (a GetRecords call returns up to 10,000 records,
-        each of up to 10,000 events), so whenever the units added would pass the mark, accept waits
+        each of up to 10,000 events), so whenever the units added (or their bytes) would pass the
+        mark (``high_water``, ``high_water_bytes``), accept waits
         for capacity (:meth:`wait_for_capacity`, ``on_wait`` called meanwhile) before the next event,
         in the middle of a record if need be. Before it waits, it seals the records it has finished,
         so that the checkpoints taken meanwhile may pass them; the record in progress and the ones
@@ -126,8 +139,9 @@ class ShardPipeline:
         accept_one = self._accept_one
         sealed = current = 0
 
-        def make_room() -> int:
-            """Wait until the pending units are below the mark; the units that may be added then."""
+        def make_room() -> tuple[int, int]:
+            """Wait until the units and bytes in flight are below the marks; the units that may be
+            added then, and the ``_bytes_in`` they may take it up to."""
             nonlocal sealed
             if sealed < current:
                 tracker.seal_all(handles[sealed:current])
@@ -135,9 +149,10 @@ class ShardPipeline:
             self.wait_for_capacity(on_wait)
             if self.stopped:
                 raise _DeliveryStoppedError
-            return self._high_water - tracker.pending_units
+            return self._high_water - tracker.pending_units, self._bytes_out + self._high_water_bytes
 
         self._room = self._high_water - tracker.pending_units
+        self._bytes_limit = self._bytes_out + self._high_water_bytes
         try:
             for index, (record, handle) in enumerate(zip(records, handles, strict=True)):
                 current = index
@@ -164,34 +179,40 @@ class ShardPipeline:
         record: InputRecord,
         handle: RecordHandle,
         drops: Counter[DropReason],
-        make_room: Callable[[], int],
+        make_room: Callable[[], tuple[int, int]],
     ) -> int:
         """Decode, normalize and batch one record's events (its handle is sealed by the caller);
         returns how many raw events it counts as (an undecodable record is one).
 
-        ``self._room`` is how many more units may be added before the high-water mark is passed
-        (as last seen: deliveries meanwhile only make it larger); when it runs out, ``make_room``
-        waits for capacity and says how much there is then.
+        ``self._room`` is how many more units may be added before the high-water mark is passed,
+        ``self._bytes_limit`` how far ``self._bytes_in`` may go (both as last seen: deliveries
+        meanwhile only leave more room); when either runs out, ``make_room`` waits for capacity and
+        says how much there is then. Per event that costs a decrement, an add and two compares.
         """
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
-            if self._room <= 0:
-                self._room = make_room()
+            if self._room <= 0 or self._bytes_in > self._bytes_limit:
+                self._room, self._bytes_limit = make_room()
             self._room -= 1
+            self._bytes_in += len(record.data)
             self._dead_letter(self._context(record, handle), decoded, record.data, None)
             return 1  # one undecodable unit, so the totals add up
         context: RecordContext | None = None
         normalize = self._normalizer.normalize
         stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
         room = self._room
+        taken = self._bytes_in
+        limit = self._bytes_limit
         try:
             for item in decoded:
-                if room <= 0:
-                    room = make_room()
+                if room <= 0 or taken > limit:
+                    self._bytes_in = taken
+                    room, limit = make_room()
                 if item.data is None:
                     assert item.failure is not None
                     context = context or self._context(record, handle)
                     room -= 1
+                    taken += len(item.raw)
                     self._dead_letter(context, item.failure, item.raw, item.position)
                     continue
                 source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
@@ -201,6 +222,7 @@ class ShardPipeline:
                     if reason.is_bad_input:
                         context = context or self._context(record, handle)
                         room -= 1
+                        taken += len(item.raw)
                         self._dead_letter(context, outcome, item.raw, item.position)
                     else:
                         drops[reason] += 1
@@ -209,10 +231,13 @@ class ShardPipeline:
                     continue
                 context = context or self._context(record, handle)
                 room -= 1
+                taken += len(item.raw)
                 self.tracker.add_units(handle)
                 self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
         finally:
             self._room = room
+            self._bytes_in = taken
+            self._bytes_limit = limit
         return len(decoded)
 
     def _end_session(self, data: dict[str, Any]) -> None:
@@ -256,8 +281,11 @@ class ShardPipeline:
         )
         handle = context.handle
 
+        size = len(data)
+
         def written() -> None:
             self.telemetry.dead_lettered(drop.reason.value)
+            self._bytes_done(size)
             self.tracker.finish(handle)
 
         self._dead_letters.write(entry, written)
@@ -266,10 +294,19 @@ class ShardPipeline:
 
     def _delivered(self, batch: Batch) -> None:
         now = self._wall()
+        size = 0
         for item in batch:
             arrival = item.record.arrival_time
             self.telemetry.delivered_delay(now - item.event.sent_at, None if arrival is None else now - arrival)
-            self.tracker.finish(item.record.handle)
+            size += len(item.raw)
+        self._bytes_done(size)  # before the units finish, so that a waiter they wake sees both
+        finish = self.tracker.finish
+        for item in batch:
+            finish(item.record.handle)
+
+    def _bytes_done(self, size: int) -> None:
+        with self._bytes_lock:
+            self._bytes_out += size
 
     def _rejected(self, item: PendingEvent, message: str) -> None:
         drop = Drop(DropReason.REJECTED, message[:500])
@@ -294,26 +331,34 @@ class ShardPipeline:
 
     # -- flow control and the end ---------------------------------------------------------------
 
-    def wait_for_capacity(self, on_wait: Callable[[], None] | None = None) -> float:
-        """Block while more than ``high_water`` units are unfinished (backpressure).
+    @property
+    def bytes_in_flight(self) -> int:
+        """Raw bytes of the unfinished units: event lines not yet delivered, dead letters not yet
+        written (as of the last record ``accept`` finished, or the event it waits before)."""
+        return self._bytes_in - self._bytes_out
 
-        Waits until the count drops to three quarters of the mark; calls ``on_wait`` about twice a
+    def wait_for_capacity(self, on_wait: Callable[[], None] | None = None) -> float:
+        """Block while more than ``high_water`` units are unfinished, or more than ``high_water_bytes``
+        bytes (:attr:`bytes_in_flight`): backpressure.
+
+        Waits until both drop to three quarters of their marks; calls ``on_wait`` about twice a
         second meanwhile (the processor checkpoints there). Returns the seconds waited. Returns
         early on a fatal error, and once the sender is stopped (:meth:`abandon`, e.g. by ``on_wait``
         when the lease is lost): nothing in flight can finish then.
         """
         tracker = self.tracker
-        if tracker.pending_units <= self._high_water:
+        if tracker.pending_units <= self._high_water and self.bytes_in_flight <= self._high_water_bytes:
             return 0.0
         started = self._clock()
         resume_at = self._high_water * 3 // 4
+        resume_bytes = self._high_water_bytes * 3 // 4
         # Nothing can join the open groups while we wait: let them all go now, rather than wait their
         # linger (whatever the batcher may hold, e.g. with a mark so small that max_held is not below
         # resume_at), and write the buffered dead letters.
         self._batcher.set_blocked(True)
         self._dead_letters.flush()
         try:
-            while tracker.pending_units > resume_at and not self.stopped:
+            while (tracker.pending_units > resume_at or self.bytes_in_flight > resume_bytes) and not self.stopped:
                 tracker.wait(0.5)
                 if on_wait is not None:
                     on_wait()

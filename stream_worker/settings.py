@@ -14,6 +14,8 @@ from clickstream.settings import LayeredSettings
 from stream_worker.errors import FatalConfigurationError
 
 ENV_PREFIX = "STREAM_WORKER_"
+#: Default of ``high_water_bytes``: the raw bytes one shard's child may hold in flight.
+DEFAULT_HIGH_WATER_BYTES = 64 * 1024 * 1024
 #: Environment variable naming an optional YAML settings file.
 SETTINGS_FILE_ENV = "STREAM_WORKER_SETTINGS_FILE"
 
@@ -43,6 +45,12 @@ class WorkerSettings(LayeredSettings):
     initial_concurrency: int = Field(4, ge=1, le=256)
     max_concurrency: int = Field(32, ge=1, le=256)
     high_water_events: int = Field(10_000, ge=10)
+    high_water_bytes: int = Field(
+        DEFAULT_HIGH_WATER_BYTES,
+        ge=1024 * 1024,
+        description="raw bytes in flight (events not yet delivered, dead letters not yet written) above which "
+        "process_records blocks, as for high_water_events",
+    )
     checkpoint_interval_seconds: float = Field(5.0, ge=0)
     retry_base_seconds: float = Field(0.05, gt=0)
     retry_cap_seconds: float = Field(5.0, gt=0)

@@ -45,7 +45,11 @@ class MemoryDeadLetters(DeadLetterStore):
 
 
 def make_pipeline(
-    client: ScriptedClient, dead_letters: DeadLetterStore, *, high_water: int = 1000
+    client: ScriptedClient,
+    dead_letters: DeadLetterStore,
+    *,
+    high_water: int = 1000,
+    high_water_bytes: int = 64 * 1024 * 1024,
 ) -> tuple[ShardPipeline, list[FatalConfigurationError]]:
     fatal: list[FatalConfigurationError] = []
     telemetry = Telemetry(WorkerMetrics(CollectorRegistry()), "shard-0")
@@ -77,6 +81,7 @@ def make_pipeline(
         telemetry,
         linger=0.02,
         high_water=high_water,
+        high_water_bytes=high_water_bytes,
         on_fatal=fatal.append,
     )
     return pipeline, fatal

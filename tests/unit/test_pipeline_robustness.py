@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_worker.errors import FatalConfigurationError
 from stream_worker.pipeline import InputRecord, ShardPipeline
 from stream_worker.processor import RecordProcessor
-from stream_worker.settings import WorkerSettings
+from stream_worker.settings import WorkerSettings, load_settings
 from tests.unit.fakes import ScriptedClient
 from tests.unit.test_pipeline import KINDS, MemoryDeadLetters, build_record, event, make_pipeline, scripted
 
@@ -293,14 +294,15 @@ def test_accept_stops_at_its_next_wait_once_nothing_can_be_delivered(gate: threa
     records=st.lists(st.lists(st.sampled_from(KINDS), min_size=1, max_size=10), min_size=1, max_size=30),
     failure_rate=st.sampled_from([0.0, 0.3]),
     high_water=st.integers(10, 16),
+    high_water_bytes=st.sampled_from([64 * 1024 * 1024, 1500]),
     seed=st.integers(0, 1000),
 )
 def test_with_waits_inside_accept_every_event_is_delivered_once_and_checkpoints_stay_honest(
-    records: list[list[str]], failure_rate: float, high_water: int, seed: int
+    records: list[list[str]], failure_rate: float, high_water: int, high_water_bytes: int, seed: int
 ) -> None:
     client = scripted(failure_rate, seed)
     dead = MemoryDeadLetters()
-    pipeline, fatal = make_pipeline(client, dead, high_water=high_water)
+    pipeline, fatal = make_pipeline(client, dead, high_water=high_water, high_water_bytes=high_water_bytes)
     expected: list[str] = []
     inputs = []
     for i, kinds in enumerate(records):
@@ -335,6 +337,7 @@ def test_with_waits_inside_accept_every_event_is_delivered_once_and_checkpoints_
     assert Counter(client.accepted_ids) == Counter(x.split(":", 1)[1] for x in expected if x.startswith("deliver:"))
     assert len(dead.entries) == sum(1 for x in expected if x == "dead" or x.startswith("reject:"))
     assert pipeline.tracker.all_done()
+    assert pipeline.bytes_in_flight == 0, "every byte counted in was counted out (delivered, rejected, dead-lettered)"
 
 
 def test_undecodable_records_count_against_the_mark_too() -> None:
@@ -377,3 +380,108 @@ def test_undecodable_records_count_against_the_mark_too() -> None:
     finally:
         written.set()
         pipeline.close()
+
+
+# --- F6: bytes, not only events ----------------------------------------------------------------------------
+
+
+def big_line(i: int, session: str, size: int) -> bytes:
+    """A valid event with a large field the mapping ignores (it reaches Personalize as a small event)."""
+    return json.dumps(event(i, session, debug_dump="x" * size)).encode()
+
+
+def test_backpressure_counts_the_bytes_held_for_events_not_yet_delivered(gate: threading.Event) -> None:
+    # 40 events of 100 KB each are only 40 units, far below a mark of 10,000; but every one keeps its
+    # line until it is delivered (it may have to be dead-lettered): the bytes must bound what is held.
+    mark = 1024 * 1024
+    pipeline, _ = make_pipeline(gated(gate), MemoryDeadLetters(), high_water=10_000, high_water_bytes=mark)
+    records = [InputRecord(big_line(i, f"s{i}", 100_000), str(i), 0, "pk", ARRIVAL) for i in range(1, 41)]
+    one = len(records[0].data)
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records), daemon=True)
+        producer.start()
+        producer.join(0.5)
+        assert producer.is_alive(), "accept held 4 MB of lines over a mark of 1 MiB without waiting"
+        held = pipeline.bytes_in_flight
+        assert mark < held <= mark + one, f"{held} bytes in flight with a mark of {mark}"
+        assert pipeline.tracker.pending_units == held // one
+        gate.set()
+        producer.join(10)
+        assert not producer.is_alive()
+        assert pipeline.drain(timeout=10)
+        assert pipeline.bytes_in_flight == 0
+        assert pipeline.tracker.safe_position is not None and pipeline.tracker.safe_position.sequence == 40
+    finally:
+        gate.set()
+        pipeline.close()
+
+
+def test_the_bytes_of_dead_letters_not_yet_written_count_too() -> None:
+    written = threading.Event()
+
+    class SlowDeadLetters(MemoryDeadLetters):
+        def __init__(self) -> None:
+            super().__init__()
+            self.waiting: list[Any] = []
+
+        def write(self, entry: Any, on_written: Any) -> None:
+            with self._lock:
+                self.entries.append(entry)
+                self.waiting.append(on_written)
+
+        def flush(self) -> None:
+            if written.is_set():
+                with self._lock:
+                    waiting, self.waiting = self.waiting, []
+                for done in waiting:
+                    done()
+
+    dead = SlowDeadLetters()
+    mark = 1024 * 1024
+    pipeline, _ = make_pipeline(ScriptedClient(), dead, high_water=10_000, high_water_bytes=mark)
+    # Lines of 200 KB that are not JSON: each is a dead letter holding its line until it is written.
+    records = [InputRecord(b"{" + b"x" * 200_000, str(i), 0, "pk", ARRIVAL) for i in range(1, 21)]
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records), daemon=True)
+        producer.start()
+        producer.join(0.5)
+        assert producer.is_alive(), "4 MB of unwritten dead letters over a mark of 1 MiB, and accept did not wait"
+        assert len(dead.entries) == 6
+        assert mark < pipeline.bytes_in_flight <= mark + 200_001
+        written.set()
+        while producer.is_alive():
+            dead.flush()
+            producer.join(0.05)
+        dead.flush()
+        assert len(dead.entries) == 20
+        assert pipeline.bytes_in_flight == 0
+    finally:
+        written.set()
+        pipeline.close()
+
+
+def test_a_small_byte_mark_does_not_wait_a_linger_for_an_instant_personalize() -> None:
+    # The bytes held in open groups must go at once while accept waits, as the events do.
+    client = ScriptedClient()
+    pipeline, _ = make_pipeline(client, MemoryDeadLetters(), high_water=10_000, high_water_bytes=1024 * 1024)
+    pipeline._batcher._normal_linger = pipeline._batcher._linger = 60.0
+    records = [InputRecord(big_line(i, f"s{i}", 300_000), str(i), 0, "pk", None) for i in range(1, 13)]
+    try:
+        producer = threading.Thread(target=lambda: pipeline.accept(records), daemon=True)
+        started = time.monotonic()
+        producer.start()
+        producer.join(5)
+        assert not producer.is_alive()
+        assert time.monotonic() - started < 3
+        assert pipeline.drain(timeout=5)
+        assert sorted(client.accepted_ids) == sorted(f"ev-{i}" for i in range(1, 13))
+    finally:
+        pipeline.close()
+
+
+def test_the_byte_mark_is_a_setting_with_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert WorkerSettings().high_water_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("STREAM_WORKER_HIGH_WATER_BYTES", str(256 * 1024 * 1024))
+    assert WorkerSettings().high_water_bytes == 256 * 1024 * 1024
+    with pytest.raises(FatalConfigurationError, match="STREAM_WORKER_HIGH_WATER_BYTES"):
+        load_settings(high_water_bytes=1000)
