@@ -471,7 +471,7 @@ def test_a_missing_role_is_a_configuration_error_naming_the_setting() -> None:
 def test_a_changed_schema_is_a_configuration_error() -> None:
     fake = FakePersonalize()
     applier(fake).apply()
-    entry = fake.resources["schema"][f"{PREFIX}schema/lobby-items-v1"]
+    entry = fake.resources["schema"][f"{PREFIX}schema/lobby-items-v2"]
     entry["schema"] = json.dumps({**SCHEMA, "fields": []})
     with pytest.raises(ConfigurationError, match="schemas cannot change"):
         applier(fake).apply()
