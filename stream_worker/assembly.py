@@ -86,5 +86,6 @@ def build_pipeline(
         linger=settings.linger_seconds,
         backlog_linger=settings.backlog_linger_seconds,
         high_water=settings.high_water_events,
+        high_water_bytes=settings.high_water_bytes,
         on_fatal=on_fatal,
     )

@@ -79,6 +79,12 @@ class WorkerMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.in_flight_bytes = Gauge(
+            "stream_worker_in_flight_bytes",
+            "Raw bytes of the events and dead letters accepted but not yet done (held in memory)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.concurrency_limit = Gauge(
             "stream_worker_concurrency_limit",
             "Current adaptive limit of concurrent PutEvents calls",
@@ -193,8 +199,9 @@ class Telemetry:
         self.metrics.fatal.labels(code).inc()
         self._count(f"fatal.{code}")
 
-    def in_flight_set(self, units: int) -> None:
+    def in_flight_set(self, units: int, raw_bytes: int = 0) -> None:
         self.metrics.in_flight.set(units)
+        self.metrics.in_flight_bytes.set(raw_bytes)
 
     def limits(self, concurrency: float, rate: float | None) -> None:
         self.metrics.concurrency_limit.labels(self.shard).set(concurrency)

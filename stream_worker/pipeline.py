@@ -325,7 +325,7 @@ class ShardPipeline:
             self.update_gauges()
 
     def update_gauges(self) -> None:
-        self.telemetry.in_flight_set(self.tracker.pending_units)
+        self.telemetry.in_flight_set(self.tracker.pending_units, self.bytes_in_flight)
         limiter = self.sender.limiter
         self.telemetry.limits(limiter.limit, limiter.rate)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
+import json
 import threading
 import time
 from collections import Counter
@@ -636,3 +638,67 @@ def test_records_read_late_go_out_without_a_second_linger_and_fresh_ones_linger(
         wait_for(lambda: accepted_ids(emulator) == delivered or None, timeout=15.0, what="the late events")
         took = time.monotonic() - started
     assert took < 15.0, f"the late events waited {took:.1f} s: the linger was not cut short"
+
+
+def padded(record: SourcedRecord, padding: int) -> SourcedRecord:
+    """``record`` as plain JSON lines, each event carrying ``padding`` bytes in a field the worker ignores."""
+    raw = gzip.decompress(record.data) if record.data[:2] == b"\x1f\x8b" else record.data
+    lines = []
+    for line in raw.splitlines():
+        event = json.loads(line)
+        if isinstance(event, dict):
+            event["padding"] = "x" * padding
+        lines.append(json.dumps(event).encode())
+    return dataclasses.replace(record, data=b"\n".join(lines))
+
+
+def test_process_records_blocks_while_in_flight_bytes_are_above_their_mark(
+    tmp_path: Path, emulator: EmulatorProcess, capture_records: list[SourcedRecord]
+) -> None:
+    """STREAM_WORKER_HIGH_WATER_BYTES reaches the child and bounds the raw bytes it holds, even when
+    the events are few: each event here carries 100 KB that the worker ignores but must keep until it
+    is delivered (a dead letter would need it), and Personalize is slow."""
+    high_water_bytes = 1024 * 1024
+    padding = 100_000
+    latency = 0.3
+    records = [padded(r, padding) for r in capture_records[5:45]]
+    expectation = expect(records)
+    assert len(expectation.delivered_ids) * padding > 3 * high_water_bytes, "the events must pass the mark"
+    emulator.set_faults([latency_fault(latency * 1000, operation="PutEvents")])
+
+    samples: list[float] = []
+    stop = threading.Event()
+    settings = {
+        "high_water_bytes": high_water_bytes,
+        "high_water_events": 10_000,
+        "initial_concurrency": 2,
+        "max_concurrency": 2,
+    }
+    with shard_child(tmp_path, emulator, settings=settings) as child:
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                gauge = read_multiprocess_metrics(child.metrics).get("stream_worker_in_flight_bytes", {})
+                samples.append(sum(gauge.values()))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            started = time.monotonic()
+            child.send(records)  # one GetRecords call of them all
+            returned_after = time.monotonic() - started
+            delivered_at_return = len(accepted_ids(emulator))
+            child.driver.shard_ended()
+        finally:
+            stop.set()
+            sampler.join(5)
+        assert child.driver.close() == 0
+        metrics = read_multiprocess_metrics(child.metrics)
+
+    # The call could only return once enough was delivered to bring the bytes back under the mark.
+    assert returned_after >= latency * 0.9
+    assert delivered_at_return * padding >= len(expectation.delivered_ids) * padding - high_water_bytes - padding
+    max_line = max(len(line) for r in records for line in r.data.splitlines())
+    assert samples and max(samples) <= high_water_bytes + max_line
+    assert sum(metrics["stream_worker_backpressure_wait_seconds_total"].values()) >= latency * 0.9
+    assert accepted_ids(emulator) == Counter(expectation.delivered_ids)
