@@ -201,6 +201,25 @@ def audited_child(
     return shard_child(tmp_path, emulator, audit, extra_env=extra_env, settings=settings), audit
 
 
+@contextlib.contextmanager
+def sampled_gauge(child: Child, name: str) -> Iterator[list[float]]:
+    """The sum of the gauge ``name`` over the child's multiprocess files, sampled every 50 ms while inside."""
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            samples.append(sum(read_multiprocess_metrics(child.metrics).get(name, {}).values()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join(5)
+
+
 def accepted_ids(emulator: EmulatorProcess) -> Counter[str | None]:
     return Counter(emulator.event_ids(TRACKER))
 
@@ -542,20 +561,10 @@ def test_process_records_blocks_while_in_flight_events_are_above_the_high_water_
     assert all(n > high_water for n in units), f"each batch must pass the mark on its own: {units}"
     emulator.set_faults([latency_fault(latency * 1000, operation="PutEvents")])
 
-    samples: list[float] = []
-    stop = threading.Event()
     with shard_child(
         tmp_path, emulator, settings={"high_water_events": high_water, "initial_concurrency": 4, "max_concurrency": 4}
     ) as child:
-
-        def sample() -> None:
-            while not stop.wait(0.05):
-                gauge = read_multiprocess_metrics(child.metrics).get("stream_worker_in_flight_events", {})
-                samples.append(sum(gauge.values()))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with sampled_gauge(child, "stream_worker_in_flight_events") as samples:
             durations = []
             delivered_at_return = []
             for group in groups:
@@ -564,9 +573,6 @@ def test_process_records_blocks_while_in_flight_events_are_above_the_high_water_
                 durations.append(time.monotonic() - started)
                 delivered_at_return.append(len(accepted_ids(emulator)))
             child.driver.shard_ended()
-        finally:
-            stop.set()
-            sampler.join(5)
         assert child.driver.close() == 0
         metrics = read_multiprocess_metrics(child.metrics)
 
@@ -666,8 +672,6 @@ def test_process_records_blocks_while_in_flight_bytes_are_above_their_mark(
     assert len(expectation.delivered_ids) * padding > 3 * high_water_bytes, "the events must pass the mark"
     emulator.set_faults([latency_fault(latency * 1000, operation="PutEvents")])
 
-    samples: list[float] = []
-    stop = threading.Event()
     settings = {
         "high_water_bytes": high_water_bytes,
         "high_water_events": 10_000,
@@ -675,23 +679,12 @@ def test_process_records_blocks_while_in_flight_bytes_are_above_their_mark(
         "max_concurrency": 2,
     }
     with shard_child(tmp_path, emulator, settings=settings) as child:
-
-        def sample() -> None:
-            while not stop.wait(0.05):
-                gauge = read_multiprocess_metrics(child.metrics).get("stream_worker_in_flight_bytes", {})
-                samples.append(sum(gauge.values()))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with sampled_gauge(child, "stream_worker_in_flight_bytes") as samples:
             started = time.monotonic()
             child.send(records)  # one GetRecords call of them all
             returned_after = time.monotonic() - started
             delivered_at_return = len(accepted_ids(emulator))
             child.driver.shard_ended()
-        finally:
-            stop.set()
-            sampler.join(5)
         assert child.driver.close() == 0
         metrics = read_multiprocess_metrics(child.metrics)
 

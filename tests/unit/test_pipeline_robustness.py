@@ -340,28 +340,32 @@ def test_with_waits_inside_accept_every_event_is_delivered_once_and_checkpoints_
     assert pipeline.bytes_in_flight == 0, "every byte counted in was counted out (delivered, rejected, dead-lettered)"
 
 
+class SlowDeadLetters(MemoryDeadLetters):
+    """Dead letters that stay unwritten (their bytes held) until ``written`` is set and flush runs."""
+
+    def __init__(self, written: threading.Event) -> None:
+        super().__init__()
+        self.written = written
+        self.waiting: list[Any] = []
+
+    def write(self, entry: Any, on_written: Any) -> None:
+        with self._lock:
+            self.entries.append(entry)
+            self.waiting.append(on_written)
+
+    def flush(self) -> None:
+        if self.written.is_set():
+            with self._lock:
+                waiting, self.waiting = self.waiting, []
+            for done in waiting:
+                done()
+
+
 def test_undecodable_records_count_against_the_mark_too() -> None:
     # Each of them is a dead letter holding the whole record until the store has written it.
     written = threading.Event()
 
-    class SlowDeadLetters(MemoryDeadLetters):
-        def __init__(self) -> None:
-            super().__init__()
-            self.waiting: list[Any] = []
-
-        def write(self, entry: Any, on_written: Any) -> None:
-            with self._lock:
-                self.entries.append(entry)
-                self.waiting.append(on_written)
-
-        def flush(self) -> None:
-            if written.is_set():
-                with self._lock:
-                    waiting, self.waiting = self.waiting, []
-                for done in waiting:
-                    done()
-
-    dead = SlowDeadLetters()
+    dead = SlowDeadLetters(written)
     pipeline, _ = make_pipeline(ScriptedClient(), dead, high_water=10)
     records = [InputRecord(b"\x1f\x8bnot gzip at all", str(i), 0, "pk", ARRIVAL) for i in range(1, 41)]
     try:
@@ -419,24 +423,7 @@ def test_backpressure_counts_the_bytes_held_for_events_not_yet_delivered(gate: t
 def test_the_bytes_of_dead_letters_not_yet_written_count_too() -> None:
     written = threading.Event()
 
-    class SlowDeadLetters(MemoryDeadLetters):
-        def __init__(self) -> None:
-            super().__init__()
-            self.waiting: list[Any] = []
-
-        def write(self, entry: Any, on_written: Any) -> None:
-            with self._lock:
-                self.entries.append(entry)
-                self.waiting.append(on_written)
-
-        def flush(self) -> None:
-            if written.is_set():
-                with self._lock:
-                    waiting, self.waiting = self.waiting, []
-                for done in waiting:
-                    done()
-
-    dead = SlowDeadLetters()
+    dead = SlowDeadLetters(written)
     mark = 1024 * 1024
     pipeline, _ = make_pipeline(ScriptedClient(), dead, high_water=10_000, high_water_bytes=mark)
     # Lines of 200 KB that are not JSON: each is a dead letter holding its line until it is written.
