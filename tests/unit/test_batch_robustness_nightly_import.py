@@ -164,8 +164,8 @@ def test_a_missing_file_keeps_the_last_import() -> None:
     assert ("lobby-users-20261101T023500Z", "existed") in import_rows(run)
 
 
-def test_files_written_while_an_import_ran_are_imported_after_it() -> None:
-    """An apply killed while importing; `batch datasets` runs again before the next apply."""
+def imports_in_progress() -> tuple[WallClock, ClockedPersonalize, S3Files]:
+    """A first night's apply whose three import jobs are still running (the apply was killed)."""
     clock = WallClock(NIGHT_1)
     fake = ClockedPersonalize(clock)
     files = S3Files(clock)
@@ -175,6 +175,12 @@ def test_files_written_while_an_import_ran_are_imported_after_it() -> None:
     for job in fake.resources["dataset-import-job"].values():
         job["status"] = "CREATE IN_PROGRESS"
         fake.progress[job["datasetImportJobArn"]] = 0
+    return clock, fake, files
+
+
+def test_files_written_while_an_import_ran_are_imported_after_it() -> None:
+    """An apply killed while importing; `batch datasets` runs again before the next apply."""
+    clock, fake, files = imports_in_progress()
     clock.advance(minutes=10)
     files.write()
     clock.advance(minutes=5)
@@ -189,15 +195,7 @@ def test_files_written_while_an_import_ran_are_imported_after_it() -> None:
 
 
 def test_an_import_in_progress_of_the_current_files_is_only_waited_on() -> None:
-    clock = WallClock(NIGHT_1)
-    fake = ClockedPersonalize(clock)
-    files = S3Files(clock)
-    files.write()
-    clock.advance(minutes=5)
-    applier(fake, files).apply()
-    for job in fake.resources["dataset-import-job"].values():
-        job["status"] = "CREATE IN_PROGRESS"
-        fake.progress[job["datasetImportJobArn"]] = 0
+    _, fake, files = imports_in_progress()
     run = applier(fake, files)
     run.apply()
     assert fake.count("dataset-import-job") == 3
