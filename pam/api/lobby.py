@@ -30,7 +30,7 @@ from typing import Final, Literal, NamedTuple, Protocol
 
 import orjson
 
-from pam.api.catalog import Catalog, CatalogGame, country_code
+from pam.api.catalog import Catalog, CatalogGame
 from pam.api.deadline.guard import GuardedDependency, Result
 from pam.api.dependencies.personalize import Recommendations
 from pam.api.dependencies.players import PlayerProfile
@@ -325,8 +325,7 @@ class LobbyService:
         similar: Result[SimilarGames | None] | None = None
         if config.sequential:
             profile_result = await players
-            country = _country(profile_result.value)
-            anchor = _anchor(catalog, profile_result.value, country)
+            anchor = _anchor(catalog, profile_result.value)
             if anchor is not None and self._similar is not None:
                 similar = await self._similar_call(anchor.game_id, deadline)
             for name, call in calls.items():
@@ -334,14 +333,13 @@ class LobbyService:
         else:
             tasks = {name: asyncio.ensure_future(call) for name, call in calls.items() if call is not None}
             profile_result = await players
-            country = _country(profile_result.value)
-            anchor = _anchor(catalog, profile_result.value, country)
+            anchor = _anchor(catalog, profile_result.value)
             if anchor is not None and self._similar is not None:
                 similar = await self._similar_call(anchor.game_id, deadline)
             for name in calls:
                 task = tasks.get(name)
                 results[name] = await task if task is not None else None
-        return self._build(catalog, player_id, profile_result, country, anchor, similar, results)
+        return self._build(catalog, player_id, profile_result, anchor, similar, results)
 
     def _similar_call(self, game_id: str, deadline: float) -> Awaitable[Result[SimilarGames | None]]:
         similar = self._similar
@@ -353,13 +351,13 @@ class LobbyService:
         catalog: Catalog,
         player_id: str,
         profile_result: Result[PlayerProfile],
-        country: str | None,
         anchor: CatalogGame | None,
         similar: Result[SimilarGames | None] | None,
         results: dict[str, Result[Recommendations] | None],
     ) -> Lobby:
         observer = self._observer
         profile = profile_result.value
+        country = profile.country if profile is not None else None  # normalized by PlayerProfile
         degraded = not profile_result.ok
         plans: list[SectionPlan] = []
 
@@ -448,17 +446,12 @@ class LobbyService:
             await asyncio.sleep(interval)
 
 
-def _country(profile: PlayerProfile | None) -> str | None:
-    """The player's country as the catalog's jurisdictions are written; None when unknown."""
-    return country_code(profile.country) if profile is not None else None
-
-
-def _anchor(catalog: Catalog, profile: PlayerProfile | None, country: str | None) -> CatalogGame | None:
+def _anchor(catalog: Catalog, profile: PlayerProfile | None) -> CatalogGame | None:
     """The game "because you played" is about: the latest one played that may be shown to the player."""
     if profile is None:
         return None
     for game_id in profile.recent_game_ids:
-        game = catalog.shown(game_id, country)
+        game = catalog.shown(game_id, profile.country)
         if game is not None:
             return game
     return None

@@ -24,7 +24,11 @@ RECENT_SESSIONS: Final = 10
 
 @dataclass(frozen=True, slots=True)
 class PlayerProfile:
-    """What the lobby needs of a player; ``known`` False when the database has no such player."""
+    """What the lobby needs of a player; ``known`` False when the database has no such player.
+
+    The country is normalized here, once, whoever builds the profile (the database lookup, a test's fake):
+    trimmed and upper-case as the catalog's jurisdictions are written, a blank one None (unknown).
+    """
 
     player_id: str
     known: bool
@@ -32,6 +36,11 @@ class PlayerProfile:
     country: str | None = None
     #: Games played last, newest first, without repeats.
     recent_game_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        country = country_code(self.country)
+        if country != self.country:
+            object.__setattr__(self, "country", country)  # frozen: set once, while it is being built
 
 
 class PlayerDirectory:
@@ -80,9 +89,7 @@ class PlayerDirectory:
         if not rows:
             return PlayerProfile(player_id, known=False)
         games = (game_id for _, game_id in rows if game_id is not None)
-        return PlayerProfile(
-            player_id, known=True, country=country_code(rows[0][0]), recent_game_ids=tuple(dict.fromkeys(games))
-        )
+        return PlayerProfile(player_id, known=True, country=rows[0][0], recent_game_ids=tuple(dict.fromkeys(games)))
 
     async def lookup(self, player_id: str) -> PlayerProfile:
         """The player's profile (a query on the pool, or right here without one)."""
