@@ -259,29 +259,59 @@ class CatalogStore:
         self._max_shrink = max_shrink
         self._clock = clock
         self._tag: str | None = None
+        #: The tag of the last catalog fetched but not taken (malformed, empty or shrunk too much) and why:
+        #: while the source still has it, it is neither downloaded (when the source honours the tag) nor
+        #: parsed nor warned about again.
+        self._refused: tuple[str, str] | None = None
         self.catalog: Catalog | None = None
         self.loaded_at: float | None = None
         self.last_error: str | None = None
 
     def refresh_blocking(self) -> str:
-        """Fetch once: ``updated``, ``not_modified`` or ``error`` (the last good catalog stays)."""
+        """Fetch once: ``updated``, ``not_modified`` or ``error`` (the last good catalog stays).
+
+        A refused catalog is an ``error`` (and a warning) once per version: while the source still has
+        it, a refresh is ``not_modified`` and ``last_error`` keeps saying why it was refused."""
+        refused = self._refused
         try:
-            fetched = self._source.fetch(self._tag if self.catalog is not None else None)
-            if fetched.data is None:
-                outcome = "not_modified"
+            if refused is not None:
+                asked: str | None = refused[0]
             else:
-                catalog = parse_catalog(fetched.data)
-                self._check_size(catalog)
-                self.catalog, self._tag = catalog, fetched.tag
-                outcome = "updated"
-            self.loaded_at = self._clock()
-            self.last_error = None
+                asked = self._tag if self.catalog is not None else None
+            fetched = self._source.fetch(asked)
+            if refused is not None and (fetched.data is None or fetched.tag == refused[0]):
+                # Still the refused catalog (a source may send it again despite the tag): not again.
+                self.last_error = refused[1]
+                outcome = "not_modified"
+            elif fetched.data is None:
+                outcome = "not_modified"
+                self.loaded_at = self._clock()
+                self.last_error = None
+            else:
+                self._refused = None
+                outcome = self._take(fetched)
         except CatalogError as exc:
             self.last_error = str(exc)
             log.warning("catalog refresh failed: %s", exc)
             outcome = "error"
         self._observer.catalog_refresh(outcome, len(self.catalog.games) if self.catalog else None)
         return outcome
+
+    def _take(self, fetched: Fetched) -> str:
+        """Parse and check ``fetched`` and make it the catalog: ``updated``; :class:`CatalogError` (its
+        tag remembered as refused) when it is malformed, empty or shrunk too much."""
+        assert fetched.data is not None
+        try:
+            catalog = parse_catalog(fetched.data)
+            self._check_size(catalog)
+        except CatalogError as exc:
+            if fetched.tag is not None:
+                self._refused = (fetched.tag, str(exc))
+            raise
+        self.catalog, self._tag = catalog, fetched.tag
+        self.loaded_at = self._clock()
+        self.last_error = None
+        return "updated"
 
     def _check_size(self, catalog: Catalog) -> None:
         """:class:`CatalogError` when ``catalog`` has no game to show, or far fewer than the current one."""

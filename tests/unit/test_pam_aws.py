@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -16,7 +17,7 @@ from botocore.credentials import Credentials
 from pydantic import ValidationError
 
 from pam.api.aws.sigv4 import FrozenCredentials, SigV4Signer
-from pam.api.catalog import CatalogStore, FileCatalogSource
+from pam.api.catalog import CatalogStore, Fetched, FileCatalogSource, parse_catalog
 from pam.api.metrics import LobbyMetrics
 from pam.api.wiring import build_services
 from pam.settings import PamSettings, SettingsError, personalize_arns
@@ -136,6 +137,59 @@ def test_a_catalog_that_lost_too_many_games_is_refused(
     write_catalog(path, taken)
     assert store.refresh_blocking() == "updated"
     assert len(store.catalog.games) == taken
+
+
+class EverySource:
+    """A source that sends the catalog on every fetch, whatever the tag (as if it ignored If-None-Match),
+    and records the tags it was asked with."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = FileCatalogSource(path)
+        self.asked: list[str | None] = []
+
+    def fetch(self, tag: str | None) -> Fetched:
+        self.asked.append(tag)
+        return self._file.fetch(None)
+
+
+@pytest.mark.parametrize("honours_tag", [True, False])
+def test_a_refused_catalog_is_parsed_and_warned_about_once_per_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, honours_tag: bool
+) -> None:
+    path = tmp_path / "games.json"
+    write_catalog(path, 10)
+    metrics = LobbyMetrics()
+    source = FileCatalogSource(path) if honours_tag else EverySource(path)
+    store = CatalogStore(source, metrics)
+    assert store.refresh_blocking() == "updated"
+    write_catalog(path, 0)
+    with mock.patch("pam.api.catalog.parse_catalog", wraps=parse_catalog) as parse:
+        with caplog.at_level(logging.WARNING, logger="pam.api"):
+            assert store.refresh_blocking() == "error"
+            refused = store.last_error
+            assert refused is not None and "no enabled game" in refused
+            assert parse.call_count == 1
+            assert store.refresh_blocking() == "not_modified"  # the same refused catalog: not parsed again
+            assert store.refresh_blocking() == "not_modified"
+        assert parse.call_count == 1
+        assert caplog.text.count("catalog refresh failed") == 1
+        assert store.last_error == refused  # still refused: /readyz and the admin still say why
+        assert store.catalog is not None and len(store.catalog.games) == 10
+        assert refreshes(metrics) == {"updated": 1.0, "error": 1.0, "not_modified": 2.0}
+        write_catalog(path, 1, disabled=1)  # a new version, refused too: parsed, counted and warned once more
+        os.utime(path, ns=(1, 1))  # a new tag even on a coarse clock (the file's tag is its mtime and size)
+        with caplog.at_level(logging.WARNING, logger="pam.api"):
+            assert store.refresh_blocking() == "error"
+            assert store.refresh_blocking() == "not_modified"
+        assert parse.call_count == 2
+        assert caplog.text.count("catalog refresh failed") == 2
+        write_catalog(path, 9)  # the next good one is taken
+        assert store.refresh_blocking() == "updated"
+        assert parse.call_count == 3
+    assert store.last_error is None
+    assert len(store.catalog.games) == 9
+    if isinstance(source, EverySource):
+        assert source.asked[-1] is not None  # asked with the refused tag, then taken from the data
 
 
 def test_max_shrink_is_a_setting_within_bounds() -> None:
