@@ -13,10 +13,13 @@ argument, queries or mapping file, 3 the database or the output failed (nothing 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -170,12 +173,20 @@ def _verdict(summary: DatasetsSummary, allow_small: bool, out: Console) -> int:
     return EXIT_NOT_READY
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a pod stopped, activeDeadlineSeconds) as an exception, so that ``finally`` blocks run:
+    staged uploads are aborted rather than left in the bucket."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status. SIGTERM raises ``SystemExit(143)`` (in the main thread)."""
     args = _parser().parse_args(argv)
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
     run: CommandRunner = args.run
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
     try:
         return run(args, out, err)
     except ConfigurationError as exc:
@@ -184,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BatchError as exc:
         err.print(f"batch: {exc}")
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,8 @@ class _MultipartUpload(io.RawIOBase):
         self._pending = bytearray()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            # If this fails too, the bucket's lifecycle rule for incomplete uploads is the backstop.
+            # If this fails too (or the process is killed), the upload stays until a lifecycle rule of the
+            # bucket aborts it: one should be configured (AbortIncompleteMultipartUpload, DaysAfterInitiation 1).
             with contextlib.suppress(BotoCoreError, ClientError):
                 self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
 

@@ -8,6 +8,8 @@ as they were, manifest included, and no temporary file behind. A SQLite platform
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +159,33 @@ def test_the_exit_message_of_small_datasets_offers_allow_small(
     assert status == 1
     assert "90 interactions: Personalize trains on 1,000 or more" in stdout
     assert "pass --allow-small to publish datasets below the minimums anyway" in stdout
+
+
+def test_sigterm_while_staging_exits_143_and_discards_what_was_staged(
+    published: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod is stopped while the interactions are read: items and users are staged by then."""
+    out, before = published
+    rows = RowSource.rows
+    discard = LocalFolderSink.discard
+    discarded: list[int] = []
+
+    def terminated(self: RowSource, sql: str, *, what: str) -> Iterator[dict[str, Any]]:
+        if what == "catalog":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return rows(self, sql, what=what)
+
+    def counted(self: LocalFolderSink) -> None:
+        discarded.append(len(self._staged))
+        discard(self)
+
+    monkeypatch.setattr(RowSource, "rows", terminated)
+    monkeypatch.setattr(LocalFolderSink, "discard", counted)
+    handler = signal.getsignal(signal.SIGTERM)
+    url = platform_database(tmp_path / "new.db", 3000)
+    with pytest.raises(SystemExit) as stopped:
+        batch_main(["datasets", "--out", str(out), "--database-url", url])
+    assert stopped.value.code == 143
+    assert discarded and discarded[0] >= 3, "the staged files were discarded"
+    assert files(out) == before, "no staged (hidden) file left, the published ones untouched"
+    assert signal.getsignal(signal.SIGTERM) == handler, "main() put the previous handler back"
