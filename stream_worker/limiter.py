@@ -96,10 +96,8 @@ class AdaptiveLimiter:
             elif succeeded:
                 # The achieved rate counts accepted calls only: fast failures (an outage's 503s)
                 # would inflate it and set the rate limit far above what the service takes.
-                starts = self._starts
-                starts.append(now)
-                while starts[0] < now - 1.0:  # only the last second counts (and memory stays bounded)
-                    starts.popleft()
+                self._starts.append(now)
+                self._observed_rate(now)  # forgets what is older than a second: memory stays bounded
                 self._limit = min(self._max, self._limit + 1.0 / self._limit)
                 if self._rate is not None:
                     # ~rate successes a second: grow by max(growth * rate, 1) calls/s per second

@@ -191,7 +191,7 @@ class ShardPipeline:
         """
         decoded = decode_record(record.data)
         if isinstance(decoded, Drop):
-            if self._room <= 0 or self._bytes_in > self._bytes_limit:
+            if self._room < 0 or self._bytes_in > self._bytes_limit:
                 self._room, self._bytes_limit = make_room()
             self._room -= 1
             self._bytes_in += len(record.data)
@@ -201,18 +201,16 @@ class ShardPipeline:
         normalize = self._normalizer.normalize
         stream_id, sequence = record.origin or (self.shard_id, record.sequence_number)
         room = self._room
-        taken = self._bytes_in
         limit = self._bytes_limit
         try:
             for item in decoded:
-                if room <= 0 or taken > limit:
-                    self._bytes_in = taken
+                if room < 0 or self._bytes_in > limit:
                     room, limit = make_room()
                 if item.data is None:
                     assert item.failure is not None
                     context = context or self._context(record, handle)
                     room -= 1
-                    taken += len(item.raw)
+                    self._bytes_in += len(item.raw)
                     self._dead_letter(context, item.failure, item.raw, item.position)
                     continue
                 source = Source(stream_id, sequence, record.sub_sequence_number, item.position, record.arrival_time)
@@ -222,7 +220,7 @@ class ShardPipeline:
                     if reason.is_bad_input:
                         context = context or self._context(record, handle)
                         room -= 1
-                        taken += len(item.raw)
+                        self._bytes_in += len(item.raw)
                         self._dead_letter(context, outcome, item.raw, item.position)
                     else:
                         drops[reason] += 1
@@ -231,12 +229,11 @@ class ShardPipeline:
                     continue
                 context = context or self._context(record, handle)
                 room -= 1
-                taken += len(item.raw)
+                self._bytes_in += len(item.raw)  # before the event can be delivered and counted out
                 self.tracker.add_units(handle)
                 self._batcher.add(PendingEvent(outcome, context, item.position, item.raw))
         finally:
             self._room = room
-            self._bytes_in = taken
             self._bytes_limit = limit
         return len(decoded)
 
@@ -295,14 +292,17 @@ class ShardPipeline:
     def _delivered(self, batch: Batch) -> None:
         now = self._wall()
         size = 0
+        units: dict[RecordHandle, int] = {}  # a batch's events mostly come from a few records
         for item in batch:
             arrival = item.record.arrival_time
             self.telemetry.delivered_delay(now - item.event.sent_at, None if arrival is None else now - arrival)
             size += len(item.raw)
+            handle = item.record.handle
+            units[handle] = units.get(handle, 0) + 1
         self._bytes_done(size)  # before the units finish, so that a waiter they wake sees both
         finish = self.tracker.finish
-        for item in batch:
-            finish(item.record.handle)
+        for handle, n in units.items():  # one tracker lock per record, not per event
+            finish(handle, n)
 
     def _bytes_done(self, size: int) -> None:
         with self._bytes_lock:
