@@ -1,7 +1,8 @@
 """``batch personalize apply`` and ``batch personalize train``: the command line.
 
 ``apply [--config FILE] [--reimport] [--outputs FILE]`` makes the config's resources exist (importing
-each dataset whose files in S3 changed since its last import, every dataset with ``--reimport``) and prints
+each dataset again when ``batch datasets`` published since its last import, as its ``manifest.json`` in S3
+says; every dataset with ``--reimport``) and prints
 the tracking id, the campaign ARNs, the filter ARN and the solution versions; ``train [--config FILE]
 [--solution KEY ...] [--update] [--outputs FILE]`` retrains and switches the campaigns over. Both show
 progress on a terminal and end with a summary table. Exit status: 0 done, 2 a wrong setting or config
@@ -24,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from batch.aws import personalize_client, s3_client
+from batch.datasets import MANIFEST_JSON
 from batch.errors import BatchError, ConfigurationError
 from batch.personalize.calls import error_code
 from batch.personalize.config import PersonalizeConfig
@@ -168,7 +170,7 @@ def _waiter(settings: BatchSettings, reporter: ConsoleReporter) -> StatusWaiter:
 
 
 class S3Datasets:
-    """What ``batch datasets`` wrote under the dataset location: the schemas, and when each file changed."""
+    """What ``batch datasets`` wrote under the dataset location: the schemas, and when it last published."""
 
     def __init__(self, client: S3Client, location: DatasetLocation) -> None:
         self.client = client
@@ -191,21 +193,17 @@ class S3Datasets:
             raise PersonalizeError(f"reading {self.location.url(file)}: {error}") from None
         return body.decode("utf-8")
 
-    def last_modified(self, file: str) -> datetime | None:
-        """When ``file`` was last written (a folder, ending in ``/``: its newest object); None if absent."""
-        bucket, key = self.location.bucket, self._key(file)
+    def published(self) -> datetime | None:
+        """When ``batch datasets`` last published a complete set: its ``manifest.json``'s time (one
+        PutObject, written after every file); None when there is no manifest."""
         try:
-            if not file.endswith("/"):
-                return self.client.head_object(Bucket=bucket, Key=key)["LastModified"]
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-            times = [entry["LastModified"] for page in pages for entry in page.get("Contents", [])]
-            return max(times, default=None)
+            return self.client.head_object(Bucket=self.location.bucket, Key=self._key(MANIFEST_JSON))["LastModified"]
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
                 return None
-            raise PersonalizeError(f"looking at {self.location.url(file)}: {error}") from None
+            raise PersonalizeError(f"looking at {self.location.url(MANIFEST_JSON)}: {error}") from None
         except BotoCoreError as error:
-            raise PersonalizeError(f"looking at {self.location.url(file)}: {error}") from None
+            raise PersonalizeError(f"looking at {self.location.url(MANIFEST_JSON)}: {error}") from None
 
 
 def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -228,7 +226,7 @@ def run_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
             _waiter(settings, reporter),
             role_arn=settings.personalize_role_arn,
             reimport=args.reimport,
-            data_modified=files.last_modified,
+            data_modified=files.published,
             reporter=reporter,
         )
         try:

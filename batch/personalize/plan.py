@@ -7,10 +7,11 @@ duplicates. The stages, each created first and then waited on together:
 1. the schemas (no status) and the dataset group;
 2. the datasets and the event tracker;
 3. the import jobs, the filters and the solutions. A dataset is imported when it has no ACTIVE import
-   job yet, when its files (``batch datasets`` writes new ones every run) were written after its newest
-   ACTIVE import job was created, or with ``reimport``; an import job in progress is waited on (and, if
-   the files changed after it started, followed by a new one). Files unchanged since the last import
-   are not imported again, so re-running apply on the same data creates nothing;
+   job yet, when ``batch datasets`` published new files (its ``manifest.json``, written last) after its
+   newest ACTIVE import job was created, or with ``reimport``; an import job in progress is waited on
+   (and, if new files were published after it started, followed by a new one). Data unchanged since the
+   last import, or without a manifest (no complete set), is not imported again, so re-running apply on
+   the same data creates nothing;
 4. a first solution version for each solution without an ACTIVE one (FULL training);
 5. the campaigns, each on its solution's newest ACTIVE version.
 
@@ -100,9 +101,10 @@ class DatasetLocation:
 
 #: Reads a file ``batch datasets`` wrote (a schema) by its name under the dataset location.
 SchemaReader = Callable[[str], str]
-#: When the data of an import (a file, or a folder ending in ``/``, under the dataset location) was last
-#: written; None when there is none.
-DataClock = Callable[[str], datetime | None]
+#: When ``batch datasets`` last published a complete set of files: the time of its ``manifest.json``, written
+#: last, after every file (a multipart object's time is when its upload began, so the files' own times would
+#: be early). None when there is no manifest: no complete set, so nothing new to import.
+DataClock = Callable[[], datetime | None]
 
 
 @dataclass(slots=True)
@@ -140,7 +142,7 @@ class ConfigApplier:
         self.waiter = waiter
         self.role_arn = role_arn
         self.reimport = reimport
-        #: None: the files' age is unknown, so a dataset with an ACTIVE import job is imported only with
+        #: None: the data's age is unknown, so a dataset with an ACTIVE import job is imported only with
         #: ``reimport``.
         self.data_modified = data_modified
         self.reporter = reporter or QuietReporter()
@@ -384,7 +386,7 @@ class ConfigApplier:
         if running is not None:
             arn, name = str(running["datasetImportJobArn"]), str(running["jobName"])
             row = Row("import job", name, arn, "waited", str(running["status"]))
-            again = not follow_up and (self.reimport or self._newer_files(spec.file, running) is not None)
+            again = not follow_up and (self.reimport or self._newer_data(running) is not None)
             if again:
                 row.note = (
                     "--reimport: imported again after it" if self.reimport else "newer files: imported again after it"
@@ -397,14 +399,15 @@ class ConfigApplier:
             if self.reimport:
                 note = "--reimport"
             else:
-                modified = self._newer_files(spec.file, done)
+                modified = self._newer_data(done)
                 if modified is None:
                     self._record(
                         Row("import job", str(done["jobName"]), str(done["datasetImportJobArn"]), "existed", ACTIVE)
                     )
                     return None
                 note = (
-                    f"{spec.file} written {modified.isoformat(timespec='seconds')}, after import job {done['jobName']}"
+                    f"datasets (manifest.json) written {modified.isoformat(timespec='seconds')}, "
+                    f"after import job {done['jobName']}"
                 )
         if self.role_arn is None:
             raise ConfigurationError(
@@ -426,12 +429,13 @@ class ConfigApplier:
         self._record(Row("import job", name, arn, "created", "CREATE PENDING", note))
         return _Found(arn, pending(arn, name))
 
-    def _newer_files(self, file: str, job: Mapping[str, Any]) -> datetime | None:
-        """When ``file`` was written, if that was after ``job`` was created (so the job did not import it);
-        None when it was not, when it is missing, or when its age is unknown (no :attr:`data_modified`)."""
+    def _newer_data(self, job: Mapping[str, Any]) -> datetime | None:
+        """When the datasets were published, if that was after ``job`` was created (so the job did not import
+        them); None when it was not, when there is no manifest, or when its age is unknown (no
+        :attr:`data_modified`)."""
         if self.data_modified is None:
             return None
-        modified = self.data_modified(file)
+        modified = self.data_modified()
         if modified is None or modified.timestamp() <= timestamp(job.get("creationDateTime")):
             return None
         return modified

@@ -362,20 +362,21 @@ def test_apply_imports_what_a_later_batch_datasets_wrote_and_only_that(
     assert next_night.count("after import job") == 3, next_night
 
 
-def test_the_files_times_are_s3s_last_modified(stack: Stack, datasets: Datasets) -> None:
+def test_the_data_time_is_the_manifests_last_modified(stack: Stack, datasets: Datasets) -> None:
+    """Not the files' own times: a multipart object's LastModified is when its upload began."""
     s3 = stack.s3()
     files = S3Datasets(s3, DatasetLocation(BUCKET, "times"))
-    assert files.last_modified("items.csv") is None
-    assert files.last_modified("parts/") is None
     s3.put_object(Bucket=BUCKET, Key="times/items.csv", Body=b"ITEM_ID\n")
-    s3.put_object(Bucket=BUCKET, Key="times/parts/1.csv", Body=b"ITEM_ID\n")
-    first = files.last_modified("parts/")
+    assert files.published() is None, "no manifest: no complete set"
+    s3.put_object(Bucket=BUCKET, Key="times/manifest.json", Body=b"{}\n")
+    first = files.published()
+    assert first == s3.head_object(Bucket=BUCKET, Key="times/manifest.json")["LastModified"]
     time.sleep(1.1)
-    s3.put_object(Bucket=BUCKET, Key="times/parts/2.csv", Body=b"ITEM_ID\n")
-    item = files.last_modified("items.csv")
-    assert item == s3.head_object(Bucket=BUCKET, Key="times/items.csv")["LastModified"]
-    newest = files.last_modified("parts/")
-    assert first is not None and newest is not None and newest > first, "a folder's time is its newest file's"
+    s3.put_object(Bucket=BUCKET, Key="times/items.csv", Body=b"ITEM_ID\n")
+    assert files.published() == first, "a file written alone does not move the data time"
+    s3.put_object(Bucket=BUCKET, Key="times/manifest.json", Body=b"{}\n")
+    newest = files.published()
+    assert first is not None and newest is not None and newest > first
 
 
 IN_FLIGHT = ("CREATE PENDING", "CREATE IN_PROGRESS")

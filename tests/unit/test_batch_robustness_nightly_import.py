@@ -1,10 +1,11 @@
-"""``batch personalize apply`` night after night: each night ``batch datasets`` rewrites the CSVs in S3, and
-apply imports a dataset again when its file was written after its newest ACTIVE import job was created
-(the CronJob runs apply without ``--reimport``). Files unchanged since the last import are not imported
-again; ``--reimport`` still forces an import.
+"""``batch personalize apply`` night after night: each night ``batch datasets`` rewrites the CSVs in S3 and
+writes ``manifest.json`` last, and apply imports a dataset again when the manifest was written after its
+newest ACTIVE import job was created (the CronJob runs apply without ``--reimport``). Data unchanged since
+the last import, or without a manifest (a publish that failed partway), is not imported again;
+``--reimport`` still forces an import.
 
 The fake Personalize of ``test_personalize_apply`` with the service's creation times (datetimes of a
-wall clock the test moves), and the S3 files as a table of LastModified times.
+wall clock the test moves), and S3 as the manifest's LastModified.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.unit.test_personalize_apply import CONFIG, ROLE, SCHEMAS, FakePersona
 
 LOCATION = DatasetLocation("datasets-bucket", "datasets")
 CSV_FILES = ("interactions.csv", "items.csv", "users.csv")
+DATASETS = len(CSV_FILES)
 NIGHT_1 = datetime(2026, 11, 1, 2, 30, tzinfo=UTC)
 
 
@@ -45,20 +47,24 @@ class ClockedPersonalize(FakePersonalize):
 
 
 class S3Files:
-    """LastModified of the files under the dataset prefix; ``write`` is what ``batch datasets`` does."""
+    """The LastModified of ``manifest.json`` under the dataset prefix; ``write`` is what ``batch datasets``
+    does when it publishes (the files, then the manifest last)."""
 
     def __init__(self, clock: WallClock) -> None:
         self.clock = clock
-        self.modified: dict[str, datetime] = {}
-        self.asked: list[str] = []
+        self.manifest: datetime | None = None
+        self.asked = 0
 
-    def write(self, *files: str) -> None:
-        for file in files or CSV_FILES:
-            self.modified[file] = self.clock.now
+    def write(self) -> None:
+        self.manifest = self.clock.now
 
-    def last_modified(self, file: str) -> datetime | None:
-        self.asked.append(file)
-        return self.modified.get(file)
+    def fail_publish(self) -> None:
+        """A publish that failed partway: some files replaced, the manifest deleted (first) and not written."""
+        self.manifest = None
+
+    def published(self) -> datetime | None:
+        self.asked += 1
+        return self.manifest
 
 
 def applier(
@@ -73,7 +79,7 @@ def applier(
         waiter,
         role_arn=ROLE,
         reimport=reimport,
-        data_modified=files.last_modified if files is not None else None,
+        data_modified=files.published if files is not None else None,
         now=lambda: fake.wall.now,
     )
 
@@ -128,40 +134,52 @@ def test_apply_again_on_unchanged_files_imports_nothing() -> None:
     files = S3Files(clock)
     night(clock, files, fake, 1)
     clock.advance(hours=1)
+    asked = files.asked
     again = applier(fake, files)
     again.apply()
     assert fake.count("dataset-import-job") == 3
     assert {outcome for _, outcome in import_rows(again)} == {"existed"}
-    assert sorted(files.asked[-3:]) == sorted(CSV_FILES), "the files' times were looked at"
+    assert files.asked - asked == DATASETS, "the manifest's time was looked at for each dataset"
 
 
-def test_only_the_rewritten_file_is_imported() -> None:
+def test_a_publish_that_failed_partway_keeps_the_last_import_until_a_complete_one() -> None:
     clock = WallClock(NIGHT_1)
     fake = ClockedPersonalize(clock)
     files = S3Files(clock)
     night(clock, files, fake, 1)
-    clock.advance(hours=3)
-    files.write("items.csv")
+    clock.advance(days=1)
+    files.fail_publish()
+    run = applier(fake, files)
+    run.apply()
+    assert fake.count("dataset-import-job") == 3, "no manifest: no complete set to import"
+    assert ("lobby-users-20261101T023500Z", "existed") in import_rows(run)
+    clock.advance(hours=1)
+    files.write()
+    clock.advance(minutes=1)
+    complete = applier(fake, files)
+    complete.apply()
+    assert fake.count("dataset-import-job") == 6
+    assert imported_files(fake, clock.now - timedelta(minutes=1)) == set(CSV_FILES)
+
+
+def test_files_whose_uploads_began_before_an_import_and_were_published_after_it_are_imported() -> None:
+    """A multipart object's LastModified is when its upload began: staged uploads that began before an
+    import job (here a --reimport of the previous files) and were published after it are still new."""
+    clock = WallClock(NIGHT_1)
+    fake = ClockedPersonalize(clock)
+    files = S3Files(clock)
+    night(clock, files, fake, 1)
+    clock.advance(days=1)  # `batch datasets` begins its uploads (staged) now
+    clock.advance(minutes=10)
+    applier(fake, files, reimport=True).apply()
+    assert fake.count("dataset-import-job") == 6
+    clock.advance(minutes=10)
+    files.write()  # published: the uploads completed, then the manifest
     clock.advance(minutes=1)
     run = applier(fake, files)
     run.apply()
-    assert fake.count("dataset-import-job") == 4
-    assert imported_files(fake, clock.now - timedelta(minutes=1)) == {"items.csv"}
-    assert sorted(outcome for _, outcome in import_rows(run)) == ["created", "existed", "existed"]
-
-
-def test_a_missing_file_keeps_the_last_import() -> None:
-    clock = WallClock(NIGHT_1)
-    fake = ClockedPersonalize(clock)
-    files = S3Files(clock)
-    night(clock, files, fake, 1)
-    del files.modified["users.csv"]
-    clock.advance(days=1)
-    files.write("items.csv", "interactions.csv")
-    run = applier(fake, files)
-    run.apply()
-    assert fake.count("dataset-import-job") == 5
-    assert ("lobby-users-20261101T023500Z", "existed") in import_rows(run)
+    assert fake.count("dataset-import-job") == 9
+    assert [outcome for _, outcome in import_rows(run)] == ["created"] * DATASETS
 
 
 def imports_in_progress() -> tuple[WallClock, ClockedPersonalize, S3Files]:
