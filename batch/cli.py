@@ -7,7 +7,9 @@ manifest to ``s3://$BATCH_S3_BUCKET/$BATCH_S3_PREFIX/`` or to a folder (``--out`
 published only when the checks pass: a lobby catalog with games, and the dataset minimums of training
 (``--allow-small`` publishes below them); otherwise the previous files stay as they were. Exit status:
 0 published, 1 not published (a check failed: each is named with its cause), 2 a wrong setting,
-argument, queries or mapping file, 3 the database or the output failed (nothing published).
+argument, queries or mapping file, 3 the database or the output failed (nothing published; or, when
+publishing itself failed, part of the files and no manifest, which the message says: apply imports
+nothing new without one).
 """
 
 from __future__ import annotations

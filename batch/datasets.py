@@ -12,10 +12,11 @@ normalization for interactions) -> CSV lines -> :mod:`.sinks` (S3 multipart uplo
 
 Every file is staged first (:meth:`~batch.sinks.DatasetSink.stage`) and published only when the checks
 pass: the lobby catalog is not empty (an empty ``games.json`` would empty every lobby; no option
-publishes one) and the datasets meet the training minimums (unless ``allow_small``). A run that fails
-or is refused publishes nothing: the previous run's files stay as they were, manifest included. When
-publishing, the previous manifest is deleted first and the new one written last, so a manifest is there
-only beside a complete set of files.
+publishes one) and the datasets meet the training minimums (unless ``allow_small``). A run that is
+refused, or fails before publishing, publishes nothing: the previous run's files stay as they were,
+manifest included. When publishing, the previous manifest is deleted first and the new one written last,
+so a manifest is there only beside a complete set of files: a publish that fails partway has replaced
+some files but leaves no manifest, so ``batch personalize apply`` imports nothing new from it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Final
 
 from batch.columnar import ColumnarInteractions
 from batch.database import RowSource
+from batch.errors import SinkError
 from batch.minimums import UNKNOWN_ITEMS, Check, InteractionStats, MinimumsReport
 from batch.queries import DatasetQueries, RecordQuery
 from batch.schemas import interactions_schema, items_schema, users_schema
@@ -268,7 +270,7 @@ class DatasetBuilder:
     def run(self) -> DatasetsSummary:
         """Write every file, staged; publish them (the manifest last) if the checks pass. Returns the
         summary (``published``, ``problems``); raises :class:`~batch.errors.BatchError` subclasses, having
-        published nothing."""
+        published nothing, or, when publishing itself fails, part of the files and no manifest."""
         started = time.monotonic()
         self.interaction_transform.check(self.queries.interactions.sources)
         self.sink.check()
@@ -283,11 +285,17 @@ class DatasetBuilder:
                 self.summary.seconds = time.monotonic() - started
                 return self.summary
             self.sink.remove(MANIFEST_JSON)
-            self.sink.publish()
-            self.summary.published = True
-            self.summary.seconds = time.monotonic() - started
-            manifest = json.dumps(self.summary.to_json(), indent=2).encode("utf-8") + b"\n"
-            self.summary.files.append(self.sink.write_bytes(MANIFEST_JSON, manifest, JSON_TYPE))
+            try:
+                self.sink.publish()
+                self.summary.published = True
+                self.summary.seconds = time.monotonic() - started
+                manifest = json.dumps(self.summary.to_json(), indent=2).encode("utf-8") + b"\n"
+                self.summary.files.append(self.sink.write_bytes(MANIFEST_JSON, manifest, JSON_TYPE))
+            except SinkError as exc:
+                raise SinkError(
+                    f"{exc}; published partway: some files may be replaced, but there is no manifest, so apply "
+                    "imports nothing new until a run publishes completely"
+                ) from exc
             return self.summary
         finally:
             self.sink.discard()  # what is still staged: all of it when refused or failed

@@ -189,3 +189,34 @@ def test_sigterm_while_staging_exits_143_and_discards_what_was_staged(
     assert discarded and discarded[0] >= 3, "the staged files were discarded"
     assert files(out) == before, "no staged (hidden) file left, the published ones untouched"
     assert signal.getsignal(signal.SIGTERM) == handler, "main() put the previous handler back"
+
+
+def test_a_publish_that_fails_partway_says_so_and_leaves_no_manifest(
+    published: tuple[Path, dict[str, bytes]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The second staged file cannot be put in place: the first one is already published."""
+    out, _ = published
+    inodes = {path.name: path.stat().st_ino for path in out.iterdir()}
+    replace = Path.replace
+    moved: list[str] = []
+
+    def failing(self: Path, target: Any) -> Path:
+        if moved:
+            raise OSError(28, "No space left on device")
+        moved.append(Path(target).name)
+        return replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", failing)
+    url = platform_database(tmp_path / "new.db", 3000)
+    status = batch_main(["datasets", "--out", str(out), "--database-url", url])
+    captured = capsys.readouterr()
+    assert status == 3
+    assert "published partway" in captured.err and "there is no manifest" in captured.err, captured.err
+    assert "nothing published" not in captured.out + captured.err
+    after = files(out)
+    assert "manifest.json" not in after, "a manifest only beside a complete set"
+    assert set(after) == FILES - {"manifest.json"}, "no staged (hidden) file left"
+    assert moved and (out / moved[0]).stat().st_ino != inodes[moved[0]], "the first file was published"
