@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stream_worker.procfs import ENDED_STATES, ProcUnreadableError, proc_stat
+
 log = logging.getLogger("devstack.processes")
 
 T = TypeVar("T")
@@ -86,23 +88,14 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after its closing paren.
-    close = raw.rfind(")")
-    return [raw[: close + 1], *raw[close + 2 :].split()]
-
-
 def start_ticks(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot; None if there is no such process."""
-    stat = _proc_stat(pid)
-    # After the "pid (comm)" head: state is index 1, starttime (field 22 of the man page) index 20.
-    if stat is None or len(stat) < 21:
+    """When the process started, in clock ticks since boot; None if there is no such process (or no
+    ``/proc`` to tell)."""
+    try:
+        fields = proc_stat(pid)
+    except ProcUnreadableError:
         return None
-    return int(stat[20])
+    return None if fields is None else int(fields[19])
 
 
 def cmdline(pid: int) -> list[str] | None:
@@ -115,8 +108,11 @@ def cmdline(pid: int) -> list[str] | None:
 
 def is_alive(pid: int) -> bool:
     """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
-    stat = _proc_stat(pid)
-    return stat is not None and len(stat) > 1 and stat[1] not in ("Z", "X")
+    try:
+        fields = proc_stat(pid)
+    except ProcUnreadableError:
+        return False
+    return fields is not None and fields[0] not in ENDED_STATES
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,13 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from stream_worker import kcl_properties
 from stream_worker.errors import FatalConfigurationError
+from stream_worker.procfs import (
+    ENDED_STATES,
+    PROC_MOUNTED,
+    ProcUnreadableError,
+    proc_stat,
+    process_identity,
+)
 from stream_worker.settings import ENV_PREFIX, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -316,68 +323,6 @@ def _skip_rest_of_line(stream: IO[bytes]) -> int:
 
 
 # --- the shard children's metrics ------------------------------------------------------------------
-
-
-def _proc_is_ours() -> bool:
-    """Whether ``/proc`` shows our pid namespace (in a new one without its own ``/proc`` mount, it shows
-    another's pids, and would name other processes)."""
-    try:
-        return str(Path("/proc/self").readlink()) == str(os.getpid())
-    except OSError:
-        return False
-
-
-_PROC_MOUNTED: Final = _proc_is_ours()
-#: What :func:`process_identity` gives a live process whose start time cannot be read (no ``/proc``).
-UNKNOWN_START: Final = -1
-
-
-#: ``/proc/PID/stat`` states of a process that has ended (a zombie waits for its parent to reap it).
-_ENDED_STATES: Final = frozenset({b"Z", b"X", b"x"})
-
-
-class _ProcUnreadableError(Exception):
-    """``/proc`` cannot tell about a pid (not mounted, or not readable)."""
-
-
-def _proc_stat(pid: int | str) -> list[bytes] | None:
-    """The fields of ``/proc/PID/stat`` from field 3 (state) on, so field N is at index N - 3; None
-    when there is no such process. Raises _ProcUnreadableError when ``/proc`` cannot tell."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError) as exc:  # no such process, or it ended while read
-        if _PROC_MOUNTED:
-            return None
-        raise _ProcUnreadableError from exc
-    except OSError as exc:
-        raise _ProcUnreadableError from exc
-    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, hence the last ")".
-    fields = stat[stat.rfind(b")") + 1 :].split()
-    if len(fields) < 20:
-        raise _ProcUnreadableError
-    return fields
-
-
-def process_identity(pid: int) -> int | None:
-    """The start time of the live process ``pid`` (clock ticks after boot, ``/proc/PID/stat`` field 22),
-    which tells it from a later process given the same pid; None when there is no such process or it
-    is a zombie (it has ended; only its exit status is left to collect).
-
-    Without ``/proc`` (not Linux): :data:`UNKNOWN_START` for any process that exists.
-    """
-    try:
-        fields = _proc_stat(pid)
-    except _ProcUnreadableError:
-        pass
-    else:
-        return None if fields is None or fields[0] in _ENDED_STATES else int(fields[19])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return UNKNOWN_START
 
 
 class ChildMetrics:
@@ -889,13 +834,13 @@ def _signal_name(signum: int) -> str:
 def _group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` is still running (zombies are not: ``killpg(pgid, 0)``
     succeeds on them until they are reaped, and they may never be, when their parent is gone)."""
-    if _PROC_MOUNTED:
-        with contextlib.suppress(OSError, _ProcUnreadableError):
+    if PROC_MOUNTED:
+        with contextlib.suppress(OSError, ProcUnreadableError):
             for entry in os.scandir("/proc"):
                 if not entry.name.isdigit():
                     continue
-                fields = _proc_stat(entry.name)
-                if fields is not None and fields[0] not in _ENDED_STATES and int(fields[2]) == pgid:
+                fields = proc_stat(entry.name)
+                if fields is not None and fields[0] not in ENDED_STATES and int(fields[2]) == pgid:
                     return True
             return False
     try:

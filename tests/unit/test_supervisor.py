@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 
+from stream_worker import procfs
 from stream_worker import supervisor as supervisor_module
 from stream_worker.logs import JsonFormatter
 from stream_worker.settings import load_settings
@@ -343,7 +344,7 @@ def test_a_zombie_is_not_a_live_child(tmp_path: Path) -> None:
         assert live_samples(metrics) == {}
         assert supervisor_module.process_identity(process.pid) is None
         assert supervisor_module.process_identity(os.getpid()) == supervisor_module.process_identity(os.getpid())
-        assert supervisor_module.process_identity(os.getpid()) not in (None, supervisor_module.UNKNOWN_START)
+        assert supervisor_module.process_identity(os.getpid()) not in (None, procfs.UNKNOWN_START)
     finally:
         process.wait()
 
