@@ -12,8 +12,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -469,3 +471,43 @@ def test_configuration_and_failures_are_named(seeded_sqlite: SeededDatabase, mot
     assert "users query failed" in failed.stderr
     assert "gamblers" in failed.stderr
     assert folder_files(tmp_path / "out") == published, "a failed run leaves the previous files as they were"
+
+
+def test_sigterm_while_staging_aborts_the_staged_uploads(moto: MotoServer, bucket: str, tmp_path: Path) -> None:
+    """The pod is stopped after interactions.csv went up in parts (staged), while the catalog query runs:
+    the run exits 143, its multipart upload is aborted, and nothing is published."""
+    from tests.unit.test_batch_parallel import platform_database
+
+    client = moto.client()
+    url = platform_database(tmp_path / "big.db", 150_000)  # interactions.csv ~6 MiB: more than one 5 MiB part
+    slow = tmp_path / "queries.yaml"
+    default = (Path(__file__).resolve().parents[2] / "batch" / "default_queries.yaml").read_text()
+    waste = "(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) SELECT max(x) FROM c)"
+    slow.write_text(default.replace("FROM games\n    WHERE enabled", f"FROM games\n    WHERE enabled AND {waste} > 0"))
+    env = batch_env(
+        BATCH_DATABASE_URL=url,
+        BATCH_S3_BUCKET=bucket,
+        BATCH_S3_PREFIX="live",
+        BATCH_QUERIES_FILE=str(slow),
+        BATCH_UPLOAD_PART_MIB="5",
+        AWS_ENDPOINT_URL_S3=moto.url,
+    )
+    script = Path(sys.executable).with_name("batch")
+    run = subprocess.Popen(
+        [str(script), "datasets"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            assert run.poll() is None, "the run ended before staging in parts"
+            assert time.monotonic() < deadline, "no multipart upload began"
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, stdout + stderr
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "the staged upload was aborted"
+    assert client.list_objects_v2(Bucket=bucket, Prefix="live/").get("KeyCount") == 0, "nothing published"
